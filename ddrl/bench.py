@@ -1,0 +1,26 @@
+"""Benchmarks that print figures (one JSON line per setting): `python -m ddrl.bench WHAT`.
+
+  env     environment decisions per second (random actions), vs the NumPy reference
+  train   environment steps per second of each agent, including updates
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+BENCHMARKS = {"env": "ddrl.benchmarks.env", "train": "ddrl.benchmarks.train"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m ddrl.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=sorted(BENCHMARKS))
+    args, rest = parser.parse_known_args(argv)
+    importlib.import_module(BENCHMARKS[args.what]).main(rest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The command line: config errors stop early with one line; a scheduler run writes its outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ddrl.run", *overrides, f"hydra.run.dir={cwd}/run"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("env.capcity=3", "env.capcity"),
+        ("algo=nonexistent", "algo/nonexistent"),
+        ("env.arrival_prob=1.5", "env.arrival_prob"),
+        ("env.capacity=[10,-20,30,40,50]", "env.capacity"),
+        ("env.rate=[400,425]", "env.rate"),
+        ("algo=random env.action_space=topk env.topk=7", "env.action_space"),
+        ("algo=randcoedge env.preset=clean env.env_copy=drlcoedge", "env.env_copy"),
+        ("env.preset=dirty", "env.preset"),
+        ("budget.seeds=0", "budget.seeds"),
+    ],
+)
+def test_config_errors_are_one_line_naming_the_field(tmp_path, override, field):
+    result = run_cli(*override.split(), "logger=none", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ddrl.run: error:") and field in lines[0]
+    assert not (tmp_path / "run").exists()  # nothing ran, nothing half-written
+
+
+def test_subset_beyond_its_limit_is_refused(tmp_path):
+    servers = ",".join(["10"] * 17)
+    result = run_cli(f"env.capacity=[{servers}]", f"env.rate=[{servers}]", "logger=none", cwd=tmp_path)
+    assert result.returncode == 2 and "env.action_space" in result.stderr
+
+
+def test_scheduler_run_writes_summary_and_config(tmp_path):
+    result = run_cli("algo=randcoedge", "budget=smoke", "env.num_slots=3", "logger=none", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    method = summary["methods"][0]
+    assert method["name"] == "randcoedge" and method["metric"] == "make_span_s"
+    assert method["seeds"] == 2 and method["episodes"] == 2
+    assert method["scenario"] == "amcoedge" and method["preset"] == "clean"
+    assert 0 < method["mean"] < 1.0 and method["ci95"] >= 0
+    assert (tmp_path / "run" / "config.yaml").exists()
+    assert "| randcoedge |" in result.stdout
