@@ -29,7 +29,7 @@ from ddrl.envs.actions import ActionSpace
 ARRIVAL_MODELS = ("bernoulli", "uniform_count")
 WORKLOAD_MODELS = ("density", "diffusion_steps")
 OBSERVATIONS = ("authors", "rich")
-_UNIFORMS_PER_STEP = 6  # next-task gap, data size, and four task-attribute draws
+_UNIFORMS_PER_STEP = 7  # next-task gap, data size, four task-attribute draws, first gap after a reset
 
 
 @dataclass(frozen=True)
@@ -193,8 +193,8 @@ class MEC(environment.Environment[MECState, MECParams]):
         """A new episode with a newly drawn per-index task profile."""
         profile_key, task_key = jax.random.split(key)
         uniforms = jax.random.uniform(task_key, (_UNIFORMS_PER_STEP,))
-        state = self._start_episode(task_key, self._draw_profile(profile_key, params), uniforms[0], params)
-        state = self._draw_task(state, uniforms[1:], params)
+        state = self._start_episode(task_key, self._draw_profile(profile_key, params), uniforms[6], params)
+        state = self._draw_task(state, uniforms[1:6], params)
         return self.get_obs(state, params), state
 
     def step(
@@ -206,8 +206,7 @@ class MEC(environment.Environment[MECState, MECParams]):
     ) -> tuple[jax.Array, MECState, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
         """Decide the current task, move to the next arrived task; auto-reset at episode end.
 
-        The reset shares this step's random draws (only one of the two paths is kept). The
-        per-index task profile survives the reset, as in the authors' simulators, where it
+        The per-index task profile survives the reset, as in the authors' simulators, where it
         is drawn once when the environment is built.
         """
         params = self.default_params if params is None else params
@@ -222,9 +221,10 @@ class MEC(environment.Environment[MECState, MECParams]):
         truncated = ~real_task | (advanced.slot >= params.num_slots)
         info = self._info(decided, decision, advanced, truncated, real_task)
 
-        fresh = self._start_episode(key, state.task_profile, uniforms[0], params)
+        # the reset needs its own draw: whether the episode ended depends on uniforms[0]
+        fresh = self._start_episode(key, state.task_profile, uniforms[6], params)
         state = _select(truncated, fresh, advanced)
-        state = self._draw_task(state, uniforms[1:], params)
+        state = self._draw_task(state, uniforms[1:6], params)
         info["final_observation"] = self.get_obs(advanced, params)
         terminated = jnp.zeros((), bool)
         return self.get_obs(state, params), state, decision.reward, terminated, truncated, info
