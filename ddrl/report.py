@@ -1,0 +1,332 @@
+"""Collect run summaries into one table and plot: `python -m ddrl.report PATH... [--out DIR] [--x KEY]`.
+
+Every `summary.json` found under the given paths (a single run directory, a Hydra multirun
+directory with numbered jobs, or any folder of either) becomes one row per method, next to the
+job's `config.yaml` and `.hydra/overrides.yaml` when present. The table goes to `report.md` and
+`report.csv`; when exactly one numeric key is swept (or `--x KEY` names one), each headline
+metric is plotted against it, one line per method, into `<metric>_vs_<key>.png`.
+
+Experiment scripts can call `collect(paths)` and `write_report(rows, out_dir, x_key)` directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Metrics listed first (in this order) when present; any others follow in order of appearance.
+KNOWN_METRICS = ("make_span", "failure_rate", "raw_delay", "lower_bound")
+#: Metrics plotted against the swept key when present.
+PLOT_METRICS = ("make_span", "failure_rate")
+LABELS = {
+    "make_span": "make-span (s)",
+    "failure_rate": "failure rate",
+    "raw_delay": "raw delay (s)",
+    "lower_bound": "lower bound (s)",
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A mean and the half-width of its 95 % confidence interval."""
+
+    mean: float
+    ci95: float
+
+
+@dataclass
+class Row:
+    """One method of one run."""
+
+    run: str  # the run directory, relative to the common root of all runs found
+    method: str
+    overrides: dict[str, str] = field(default_factory=dict)  # key -> value text, in command-line order
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    scenario: str | None = None
+    preset: str | None = None
+    seeds: int | None = None
+    episodes: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # resolved config, flattened to dotted keys
+    path: Path = Path(".")  # the run directory itself
+
+    @property
+    def overrides_text(self) -> str:
+        return " ".join(f"{key}={value}" for key, value in self.overrides.items())
+
+    def value(self, key: str) -> Any:
+        """The job's value of a config key: its override if given, else the resolved config's."""
+        if key in self.overrides:
+            return self.overrides[key]
+        return self.config.get(key)
+
+
+# ----------------------------------------------------------------------------- collecting
+
+
+def _natural_key(text: str) -> list[Any]:
+    """Sort `2` before `10`."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
+def parse_overrides(lines: list[str]) -> dict[str, str]:
+    """`["env.arrival_prob=0.2", "+experiment=x"]` -> `{"env.arrival_prob": "0.2", "experiment": "x"}`."""
+    overrides: dict[str, str] = {}
+    for line in lines:
+        key, _, value = str(line).partition("=")
+        overrides[key.lstrip("+~")] = value
+    return overrides
+
+
+def _load_yaml(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        print(f"ddrl.report: warning: cannot read {path}: {error}", file=sys.stderr)
+        return None
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _metrics(method: dict[str, Any]) -> dict[str, Metric]:
+    """The method's metrics: its `metrics` block, else its headline and any other mean/ci95 pairs."""
+    found: dict[str, Metric] = {}
+    block = method.get("metrics")
+    if isinstance(block, dict) and block:
+        items = block.items()
+    else:
+        headline = [(method.get("metric") or "value", method)] if "mean" in method else []
+        others = [(k, v) for k, v in method.items() if isinstance(v, dict) and "mean" in v]
+        items = headline + others
+    for name, value in items:
+        if isinstance(value, dict) and "mean" in value:
+            found[str(name)] = Metric(_as_float(value["mean"]), _as_float(value.get("ci95")))
+    return found
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def collect(paths: list[str | Path]) -> list[Row]:
+    """Every (run, method) under `paths`, ordered by run directory; unreadable summaries are skipped."""
+    summaries: set[Path] = set()
+    for path in map(Path, paths):
+        if path.is_file() and path.name == "summary.json":
+            summaries.add(path.resolve())
+        elif path.is_dir():
+            summaries.update(p.resolve() for p in path.rglob("summary.json") if p.is_file())
+    run_dirs = sorted({s.parent for s in summaries}, key=lambda p: _natural_key(str(p)))
+    if not run_dirs:
+        return []
+    root = Path(os.path.commonpath(run_dirs))
+    rows: list[Row] = []
+    for run_dir in run_dirs:
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+            methods = summary["methods"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            print(f"ddrl.report: warning: skipping {run_dir / 'summary.json'}: {error!r}", file=sys.stderr)
+            continue
+        relative = run_dir.relative_to(root).as_posix()
+        run = run_dir.name if relative == "." else relative
+        overrides = parse_overrides(_load_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
+        config = _flatten(_load_yaml(run_dir / "config.yaml") or {})
+        for method in methods:
+            if not isinstance(method, dict):
+                continue
+            rows.append(Row(
+                run=run,
+                method=str(method.get("name", "?")),
+                overrides=overrides,
+                metrics=_metrics(method),
+                scenario=method.get("scenario", config.get("env.scenario")),
+                preset=method.get("preset", config.get("env.preset")),
+                seeds=_int_or_none(method.get("seeds")),
+                episodes=_int_or_none(method.get("episodes")),
+                config=config,
+                path=run_dir,
+            ))
+    return rows
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def swept_keys(rows: list[Row]) -> list[str]:
+    """Override keys whose value differs between runs (absent counts as a value), in first-seen order."""
+    keys: dict[str, None] = {}
+    for row in rows:
+        keys.update(dict.fromkeys(row.overrides))
+    runs = {row.run: row for row in rows}.values()
+    return [key for key in keys if len({r.overrides.get(key) for r in runs}) > 1]
+
+
+def metric_names(rows: list[Row]) -> list[str]:
+    """The metrics present in any row: the known ones first, then the others as they appear."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row.metrics))
+    return [m for m in KNOWN_METRICS if m in seen] + [m for m in seen if m not in KNOWN_METRICS]
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or value is None:
+        return False
+    return not math.isnan(_as_float(value))
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def to_markdown(rows: list[Row]) -> str:
+    """The table in markdown: one row per (run, method), metrics as `mean ± ci95`."""
+    swept, metrics = swept_keys(rows), metric_names(rows)
+    header = ["run", "overrides", *swept, "method", "scenario", "preset", *metrics, "seeds", "episodes"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row.run, row.overrides_text, *(_text(row.overrides.get(k)) for k in swept),
+                 row.method, _text(row.scenario), _text(row.preset)]
+        for name in metrics:
+            m = row.metrics.get(name)
+            cells.append("" if m is None else f"{m.mean:.4f} ± {m.ci95:.4f}")
+        cells += [_text(row.seeds), _text(row.episodes)]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    """The table as CSV: plain numbers, one `<metric>_mean` and one `<metric>_ci95` column per metric."""
+    swept, metrics = swept_keys(rows), metric_names(rows)
+    header = ["run", "overrides", *swept, "method", "scenario", "preset"]
+    header += [f"{name}_{part}" for name in metrics for part in ("mean", "ci95")] + ["seeds", "episodes"]
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        for row in rows:
+            cells = [row.run, row.overrides_text, *(_text(row.overrides.get(k)) for k in swept),
+                     row.method, _text(row.scenario), _text(row.preset)]
+            for name in metrics:
+                m = row.metrics.get(name)
+                cells += ["", ""] if m is None else [repr(m.mean), repr(m.ci95)]
+            writer.writerow(cells + [_text(row.seeds), _text(row.episodes)])
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def plot_key(rows: list[Row], x_key: str | None = None) -> str | None:
+    """The key to plot against: `x_key` (checked to be numeric in every run), else the one swept numeric key."""
+    if x_key is not None:
+        bad = sorted({row.run for row in rows if not _is_number(row.value(x_key))}, key=_natural_key)
+        if bad:
+            raise ValueError(f"--x {x_key}: no numeric value in run(s) {', '.join(bad)}")
+        return x_key
+    numeric = [k for k in swept_keys(rows) if all(_is_number(row.overrides.get(k)) for row in rows)]
+    return numeric[0] if len(numeric) == 1 else None
+
+
+def plot(rows: list[Row], x_key: str, metric: str, path: Path) -> None:
+    """`metric` against `x_key`, one line per method (and per value of any other swept key), CI error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    others = [k for k in swept_keys(rows) if k != x_key]
+    lines: dict[str, list[tuple[float, Metric]]] = {}
+    for row in rows:
+        if metric in row.metrics:
+            label = " ".join([row.method, *(f"{k}={row.overrides.get(k)}" for k in others)])
+            lines.setdefault(label, []).append((_as_float(row.value(x_key)), row.metrics[metric]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in lines.items():
+        points.sort(key=lambda p: p[0])
+        ax.errorbar([x for x, _ in points], [m.mean for _, m in points], yerr=[m.ci95 for _, m in points],
+                    marker="o", capsize=3, label=label)
+    scenarios = ", ".join(sorted({_text(r.scenario) for r in rows if r.scenario is not None})) or "?"
+    presets = ", ".join(sorted({_text(r.preset) for r in rows if r.preset is not None})) or "?"
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(f"{LABELS.get(metric, metric)} ± 95% CI")
+    ax.set_title(f"{LABELS.get(metric, metric)} vs {x_key}\nscenario {scenarios}, preset {presets}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(rows: list[Row], out_dir: str | Path, x_key: str | None = None) -> list[Path]:
+    """Write report.md, report.csv and, when there is a key to plot against, one PNG per metric."""
+    key = plot_key(rows, x_key)  # first, so that a bad --x writes nothing
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(to_markdown(rows))
+    write_csv(rows, out / "report.csv")
+    written = [out / "report.md", out / "report.csv"]
+    if key is not None:
+        metrics = [m for m in PLOT_METRICS if any(m in r.metrics for r in rows)] or metric_names(rows)[:1]
+        for metric in metrics:
+            path = out / f"{metric}_vs_{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.png"
+            plot(rows, key, metric, path)
+            written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ddrl.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="run directories, multirun directories, or folders of them")
+    parser.add_argument("--out", help="where to write the report (default: the first path)")
+    parser.add_argument("--x", dest="x_key", help="config key to plot against, e.g. env.arrival_prob")
+    args = parser.parse_args(argv)
+    rows = collect(args.paths)
+    if not rows:
+        print(f"ddrl.report: error: no summary.json found under {' '.join(args.paths)}", file=sys.stderr)
+        return 1
+    out = args.out or (args.paths[0] if Path(args.paths[0]).is_dir() else str(Path(args.paths[0]).parent))
+    try:
+        written = write_report(rows, out, args.x_key)
+    except ValueError as error:
+        print(f"ddrl.report: error: {error}", file=sys.stderr)
+        return 2
+    print(to_markdown(rows))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
