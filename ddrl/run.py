@@ -104,13 +104,12 @@ def evaluate_scheduler(cfg: DictConfig) -> dict[str, Any]:
 
 
 def print_table(summary: dict[str, Any]) -> None:
-    rows = ["| method | scenario | preset | make-span (s) ± 95% CI | failure rate | seeds × episodes |",
-            "|---|---|---|---|---|---|"]
+    """One line per method: its headline metric with the 95 % CI over seeds."""
+    rows = ["| method | scenario | preset | metric | mean ± 95% CI | seeds |", "|---|---|---|---|---|---|"]
     for m in summary["methods"]:
-        failure = m.get("metrics", {}).get("failure_rate", {"mean": float("nan")})["mean"]
         rows.append(
-            f"| {m['name']} | {m.get('scenario', '')} | {m.get('preset', '')} | "
-            f"{m['mean']:.4f} ± {m['ci95']:.4f} | {failure:.4f} | {m['seeds']} × {m.get('episodes', '')} |"
+            f"| {m['name']} | {m.get('scenario', '-')} | {m.get('preset', '-')} | {m['metric']} | "
+            f"{m['mean']:.4f} ± {m['ci95']:.4f} | {m['seeds']} |"
         )
     print("\n".join(rows))
 

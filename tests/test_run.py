@@ -58,4 +58,4 @@ def test_scheduler_run_writes_summary_and_config(tmp_path):
     assert method["scenario"] == "amcoedge" and method["preset"] == "clean"
     assert 0 < method["mean"] < 1.0 and method["ci95"] >= 0
     assert (tmp_path / "run" / "config.yaml").exists()
-    assert "| randcoedge |" in result.stdout
+    assert "| randcoedge | amcoedge | clean | make_span_s |" in result.stdout

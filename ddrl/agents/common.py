@@ -1,0 +1,302 @@
+"""Pieces shared by the agents: replay buffer, n-step returns, target updates, optimiser.
+
+Everything is a pure function over `flax.struct` pytrees, so it jits and vmaps over seeds.
+"""
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training.train_state import TrainState
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def config_from(config_cls: type, cfg: Any) -> Any:
+    """Build an agent's frozen `Config` dataclass from a mapping (dict or OmegaConf node).
+
+    The keys `name` and `kind` (used by Hydra to pick the algorithm) are ignored; any other
+    unknown key is an error, so a misspelt hyper-parameter is never silently dropped.
+    Numeric values may be JAX arrays, which is how hyper-parameters get vmapped.
+    """
+    if isinstance(cfg, config_cls):
+        return cfg
+    if cfg is None:
+        return config_cls()
+    if not isinstance(cfg, Mapping):  # OmegaConf DictConfig
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    values = {k: v for k, v in cfg.items() if k not in ("name", "kind")}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{config_cls.__module__}: unknown hyper-parameters {unknown}")
+    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+# ----------------------------------------------------------------------------- replay
+
+
+@flax.struct.dataclass
+class Transition:
+    """One environment step as stored in the replay buffer."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array  # the true successor, before any auto-reset
+    terminated: jax.Array  # true end of the episode: no bootstrap past it
+    truncated: jax.Array  # time limit: the episode stops but the value does not
+
+
+@flax.struct.dataclass
+class Batch:
+    """A sampled minibatch of n-step transitions.
+
+    `rewards[:, i]` is the reward i steps after `obs` (zero past the episode's end or past
+    the newest stored step); `next_obs` is the observation after the last included step,
+    `num_steps` how many steps were included and `terminated` whether that last step ended
+    the episode. `nstep_target` turns these into a discounted return and bootstrap weight.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    rewards: jax.Array
+    next_obs: jax.Array
+    num_steps: jax.Array
+    terminated: jax.Array
+
+
+@flax.struct.dataclass
+class ReplayBuffer:
+    """Ring buffer of transitions stored time-major: arrays of shape (rows, num_envs, ...)."""
+
+    storage: Transition
+    position: jax.Array  # next row to write
+    size: jax.Array  # rows written so far, at most `capacity_rows`
+
+    @property
+    def capacity_rows(self) -> int:
+        """Rows the buffer holds (each row is one step of every environment)."""
+        return self.storage.reward.shape[0]
+
+    @property
+    def num_envs(self) -> int:
+        """Environments writing one transition per row."""
+        return self.storage.reward.shape[1]
+
+
+def buffer_init(example: Transition, capacity: int, num_envs: int) -> ReplayBuffer:
+    """An empty buffer holding about `capacity` transitions, shaped like `example` (one env)."""
+    rows = max(int(capacity) // int(num_envs), 1)
+    storage = jax.tree.map(
+        lambda x: jnp.zeros((rows, num_envs) + jnp.shape(x), jnp.asarray(x).dtype), example
+    )
+    return ReplayBuffer(storage, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+
+
+def buffer_add(buffer: ReplayBuffer, transitions: Transition) -> ReplayBuffer:
+    """Write one row: a transition of every environment (leading axis `num_envs`)."""
+    storage = jax.tree.map(
+        lambda store, x: store.at[buffer.position].set(x), buffer.storage, transitions
+    )
+    return ReplayBuffer(
+        storage,
+        (buffer.position + 1) % buffer.capacity_rows,
+        jnp.minimum(buffer.size + 1, buffer.capacity_rows),
+    )
+
+
+def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int, n_step: int = 1) -> Batch:
+    """Sample `batch_size` transitions uniformly, each extended to an n-step window.
+
+    A window stops early at the end of an episode (terminated or truncated) and at the
+    newest stored row, so it never reads a step that has not happened yet.
+    """
+    key_row, key_env = jax.random.split(key)
+    rows = jax.random.randint(key_row, (batch_size,), 0, jnp.maximum(buffer.size, 1))
+    envs = jax.random.randint(key_env, (batch_size,), 0, buffer.num_envs)
+    capacity = buffer.capacity_rows
+    rows_ahead = (buffer.position - 1 - rows) % capacity  # newer rows stored after `rows`
+    store = buffer.storage
+    first = jax.tree.map(lambda x: x[rows, envs], store)
+
+    rewards = []
+    next_obs, terminated = first.next_obs, first.terminated
+    num_steps = jnp.zeros((batch_size,), jnp.int32)
+    open_window = jnp.ones((batch_size,), bool)
+    for k in range(n_step):
+        step = jax.tree.map(lambda x: x[(rows + k) % capacity, envs], store)
+        use = open_window & (k <= rows_ahead)
+        rewards.append(jnp.where(use, step.reward, 0.0))
+        next_obs = jnp.where(_expand(use, next_obs), step.next_obs, next_obs)
+        terminated = jnp.where(use, step.terminated, terminated)
+        num_steps = num_steps + use.astype(jnp.int32)
+        open_window = use & ~(step.terminated | step.truncated)
+    return Batch(
+        obs=first.obs,
+        action=first.action,
+        rewards=jnp.stack(rewards, axis=1).astype(jnp.float32),
+        next_obs=next_obs,
+        num_steps=num_steps,
+        terminated=terminated,
+    )
+
+
+def _expand(mask: jax.Array, like: jax.Array) -> jax.Array:
+    return mask.reshape(mask.shape + (1,) * (like.ndim - mask.ndim))
+
+
+def nstep_target(batch: Batch, gamma: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Discounted n-step reward Σ γ^i r_i and bootstrap weight γ^k·(1 − terminated)."""
+    powers = gamma ** jnp.arange(batch.rewards.shape[1], dtype=jnp.float32)
+    reward = batch.rewards @ powers
+    bootstrap = gamma**batch.num_steps * (1.0 - batch.terminated.astype(jnp.float32))
+    return reward, bootstrap
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def polyak_update(target: Any, online: Any, tau: jax.Array) -> Any:
+    """Soft target update: target ← τ·online + (1 − τ)·target."""
+    return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
+
+
+def hard_update(target: Any, online: Any, copy: jax.Array) -> Any:
+    """Copy `online` into `target` where `copy` is true (a traced boolean; no branching)."""
+    return jax.tree.map(lambda t, o: jnp.where(copy, o, t), target, online)
+
+
+# ----------------------------------------------------------------------------- optimiser
+
+
+def _adam_l2(learning_rate: float, weight_decay: float, eps: float) -> optax.GradientTransformation:
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.adam(learning_rate, eps=eps))
+
+
+def make_optimizer(
+    max_grad_norm: float | None = None, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """Adam with L2 weight decay added to the gradient, as torch's `Adam(weight_decay=…)`.
+
+    Learning rate and weight decay live in the optimiser state (`inject_hyperparams`), so
+    they are arrays that can be vmapped; set them with `create_train_state`.
+    """
+    tx = optax.inject_hyperparams(_adam_l2, static_args=("eps",))(
+        learning_rate=0.0, weight_decay=0.0, eps=eps
+    )
+    if max_grad_norm is not None:
+        tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), tx)
+    return tx
+
+
+def create_train_state(
+    apply_fn: Any,
+    params: Any,
+    learning_rate: Any,
+    weight_decay: Any = 0.0,
+    max_grad_norm: float | None = None,
+    eps: float = 1e-8,
+) -> TrainState:
+    """A flax `TrainState` whose optimiser carries `learning_rate` and `weight_decay` as arrays."""
+    state = TrainState.create(apply_fn=apply_fn, params=params, tx=make_optimizer(max_grad_norm, eps))
+    return set_hyperparams(state, learning_rate=learning_rate, weight_decay=weight_decay)
+
+
+def set_hyperparams(state: TrainState, **values: Any) -> TrainState:
+    """Replace optimiser hyper-parameters (e.g. an annealed learning rate) in `state`."""
+    clipped = isinstance(state.opt_state, tuple) and not hasattr(state.opt_state, "hyperparams")
+    inject_state = state.opt_state[-1] if clipped else state.opt_state
+    hyperparams = dict(inject_state.hyperparams)
+    hyperparams.update({k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+    inject_state = inject_state._replace(hyperparams=hyperparams)
+    opt_state = state.opt_state[:-1] + (inject_state,) if clipped else inject_state
+    return state.replace(opt_state=opt_state)
+
+
+def as_float(value: Any) -> jax.Array:
+    """A hyper-parameter as a float32 array (keeps traced values traced)."""
+    return jnp.asarray(value, jnp.float32)
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+def categorical_entropy(probs: jax.Array) -> jax.Array:
+    """Entropy of categorical distributions along the last axis."""
+    return -jnp.sum(probs * jnp.log(jnp.clip(probs, 1e-8, 1.0)), axis=-1)
+
+
+def select_action(probs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:
+    """Sample from `probs` when exploring, else take the argmax."""
+    sampled = jax.random.categorical(key, jnp.log(jnp.clip(probs, 1e-8, 1.0)))
+    return jnp.where(explore, sampled, jnp.argmax(probs, axis=-1)).astype(jnp.int32)
+
+
+# ----------------------------------------------------------------------------- soft actor-critic
+
+
+@flax.struct.dataclass
+class SoftACHyper:
+    """Numeric hyper-parameters of the discrete soft actor-critics, as (vmappable) arrays."""
+
+    gamma: jax.Array
+    tau: jax.Array
+    target_entropy: jax.Array  # nats; only used when α is learned
+
+
+def soft_state_value(
+    probs: jax.Array, q: jax.Array, alpha: jax.Array, with_entropy: bool
+) -> jax.Array:
+    """V(s) = Σ_a π(a|s)·Q(s,a), plus α·H(π(·|s)) for the soft (maximum-entropy) target."""
+    value = jnp.sum(probs * q, axis=-1)
+    if with_entropy:
+        value = value + alpha * categorical_entropy(probs)
+    return value
+
+
+def twin_q_loss(critic_params: Any, critic: TrainState, batch: Batch, target: jax.Array):
+    """Mean squared TD error of both Q-networks at the taken actions."""
+    q1, q2 = critic.apply_fn(critic_params, batch.obs)
+    action = batch.action[:, None].astype(jnp.int32)
+    q1_a = jnp.take_along_axis(q1, action, axis=-1)[:, 0]
+    q2_a = jnp.take_along_axis(q2, action, axis=-1)[:, 0]
+    loss = jnp.mean((q1_a - target) ** 2) + jnp.mean((q2_a - target) ** 2)
+    return loss, {"critic_loss": loss, "q_mean": jnp.mean(q1_a)}
+
+
+def critic_step(critic: TrainState, batch: Batch, target: jax.Array) -> tuple[TrainState, dict]:
+    """One gradient step of the twin critic towards a fixed `target`."""
+    grads, metrics = jax.grad(twin_q_loss, has_aux=True)(critic.params, critic, batch, target)
+    return critic.apply_gradients(grads=grads), metrics
+
+
+def soft_actor_objective(probs: jax.Array, q_min: jax.Array, alpha: jax.Array) -> jax.Array:
+    """Expected-value actor loss E_s[−α·H(π(·|s)) − Σ_a π(a|s)·min Q(s,a)]."""
+    return jnp.mean(-alpha * categorical_entropy(probs) - jnp.sum(probs * q_min, axis=-1))
+
+
+def create_log_alpha(alpha: Any, learning_rate: Any) -> TrainState:
+    """Trainable log α (a dict with one scalar, as flax's TrainState expects a pytree)."""
+    return create_train_state(None, {"log_alpha": jnp.log(as_float(alpha))}, learning_rate)
+
+
+def current_alpha(log_alpha: TrainState) -> jax.Array:
+    """α = exp(log α)."""
+    return jnp.exp(log_alpha.params["log_alpha"])
+
+
+def alpha_step(
+    log_alpha: TrainState, entropy: jax.Array, target_entropy: jax.Array
+) -> tuple[TrainState, dict]:
+    """Move log α so that the policy entropy approaches `target_entropy`."""
+    gap = jax.lax.stop_gradient(jnp.mean(entropy) - target_entropy)
+    grads = jax.grad(lambda p: p["log_alpha"] * gap)(log_alpha.params)
+    log_alpha = log_alpha.apply_gradients(grads=grads)
+    return log_alpha, {"alpha": current_alpha(log_alpha)}

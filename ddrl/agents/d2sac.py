@@ -1,0 +1,164 @@
+"""Diffusion soft actor-critic for discrete actions (D2SAC; the seed paper's "DSAC").
+
+The actor is a denoising diffusion model over a vector of action logits: starting from
+noise, `T` DDPM reverse steps conditioned on the state produce x_0 and π(·|s) =
+softmax(x_0). The actor is trained by back-propagating the soft actor-critic objective
+through the whole reverse chain (the published code uses no denoising loss). The critic
+is a twin Q-network with Polyak targets; the critic target uses a Polyak target actor.
+
+`Config()` defaults are the project's variant; `PUBLISHED` is the faithful preset of the
+AGOD/D2SAC code (Du et al., TMC 2024) — see conf/algo/d2sac*.yaml.
+"""
+import dataclasses
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.training.train_state import TrainState
+
+from ddrl.agents import common
+from ddrl.nets import Denoiser, DiffusionSchedule, TwinQ, make_schedule, sample
+
+KIND = "off_policy"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Diffusion SAC hyper-parameters (the project's variant)."""
+
+    actor_lr: float = 1e-4  # denoiser Adam step size
+    critic_lr: float = 1e-3  # critic Adam step size
+    alpha_lr: float = 3e-4  # log α Adam step size (learned α only)
+    weight_decay: float = 1e-4  # L2 added to the gradients (torch Adam style)
+    gamma: float = 0.95  # discount
+    tau: float = 0.005  # Polyak rate of the target actor and critic
+    alpha: float = 0.05  # entropy weight (initial value when learned)
+    learn_alpha: bool = True  # tune α towards the target entropy
+    target_entropy_ratio: float = 0.7  # target entropy as a share of log|A|
+    soft_target: bool = True  # add α·H(π(·|s')) to the critic target
+    clip_x0: float | None = 3.0  # clip the predicted x̂_0 to ±clip_x0 (None: off)
+    diffusion_steps: int = 5  # reverse steps T
+    beta_schedule: str = "vp"  # vp | linear | cosine
+    denoiser_hidden: tuple[int, ...] = (256, 256)  # denoiser widths
+    critic_hidden: tuple[int, ...] = (256, 256)  # critic widths
+    activation: str = "mish"  # hidden activation of denoiser and critic
+    buffer_size: int = 1_000_000  # replay capacity (transitions)
+    batch_size: int = 512  # minibatch size
+    n_step: int = 3  # steps of the bootstrapped return
+    learning_starts: int = 1_000  # env steps before the first update
+    train_every: int = 1  # env steps (over all envs) per training round
+    updates_per_train: int = 1  # gradient steps per training round
+
+
+PUBLISHED = Config(
+    learn_alpha=False,
+    soft_target=False,
+    clip_x0=None,
+)
+
+
+@flax.struct.dataclass
+class AgentState:
+    """Diffusion actor and twin critic, their targets, log α and counters."""
+
+    actor: TrainState
+    actor_target: dict
+    critic: TrainState
+    critic_target: dict
+    log_alpha: TrainState
+    schedule: DiffusionSchedule
+    hyper: common.SoftACHyper
+    env_steps: jax.Array
+    update_count: jax.Array
+    n_actions: int = flax.struct.field(pytree_node=False, default=2)
+    learn_alpha: bool = flax.struct.field(pytree_node=False, default=True)
+    soft_target: bool = flax.struct.field(pytree_node=False, default=True)
+    clip_x0: float | None = flax.struct.field(pytree_node=False, default=None)
+
+
+def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
+    """Fresh diffusion actor and critics for observations of `obs_shape`."""
+    cfg = common.config_from(Config, cfg)
+    key_actor, key_critic = jax.random.split(key)
+    dummy_obs = jnp.zeros((1,) + tuple(obs_shape))
+    denoiser = Denoiser(n_actions, cfg.denoiser_hidden, cfg.activation, "tanh")
+    actor_params = denoiser.init(
+        key_actor, jnp.zeros((1, n_actions)), jnp.zeros((1,), jnp.int32), dummy_obs
+    )
+    critic_net = TwinQ(n_actions, cfg.critic_hidden, cfg.activation)
+    critic_params = critic_net.init(key_critic, dummy_obs)
+    return AgentState(
+        actor=common.create_train_state(
+            denoiser.apply, actor_params, cfg.actor_lr, cfg.weight_decay
+        ),
+        actor_target=actor_params,
+        critic=common.create_train_state(
+            critic_net.apply, critic_params, cfg.critic_lr, cfg.weight_decay
+        ),
+        critic_target=critic_params,
+        log_alpha=common.create_log_alpha(cfg.alpha, cfg.alpha_lr),
+        schedule=make_schedule(cfg.beta_schedule, cfg.diffusion_steps),
+        hyper=common.SoftACHyper(
+            gamma=common.as_float(cfg.gamma),
+            tau=common.as_float(cfg.tau),
+            target_entropy=common.as_float(cfg.target_entropy_ratio * np.log(n_actions)),
+        ),
+        env_steps=jnp.zeros((), jnp.int32),
+        update_count=jnp.zeros((), jnp.int32),
+        n_actions=int(n_actions),
+        learn_alpha=bool(cfg.learn_alpha),
+        soft_target=bool(cfg.soft_target),
+        clip_x0=None if cfg.clip_x0 is None else float(cfg.clip_x0),
+    )
+
+
+def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """π(·|s) = softmax(x_0) with x_0 from one run of the reverse chain."""
+
+    def eps_fn(x_t, t, cond):
+        return state.actor.apply_fn(actor_params, x_t, t, cond)
+
+    x_0 = sample(eps_fn, state.schedule, obs, key, state.n_actions, clip_x0=state.clip_x0)
+    return jax.nn.softmax(x_0, axis=-1)
+
+
+def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:
+    """Sample from π when exploring, argmax of π otherwise."""
+    key_chain, key_action = jax.random.split(key)
+    return common.select_action(policy(state, state.actor.params, obs, key_chain), key_action, explore)
+
+
+def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[AgentState, dict]:
+    """Critic step, actor step through the chain, α step (if learned), Polyak targets."""
+    key_target, key_actor = jax.random.split(key)
+    alpha = common.current_alpha(state.log_alpha)
+    reward, bootstrap = common.nstep_target(batch, state.hyper.gamma)
+    next_probs = policy(state, state.actor_target, batch.next_obs, key_target)
+    next_q = jnp.minimum(*state.critic.apply_fn(state.critic_target, batch.next_obs))
+    next_value = common.soft_state_value(next_probs, next_q, alpha, state.soft_target)
+    target = jax.lax.stop_gradient(reward + bootstrap * next_value)
+    critic, metrics = common.critic_step(state.critic, batch, target)
+
+    q_min = jax.lax.stop_gradient(jnp.minimum(*critic.apply_fn(critic.params, batch.obs)))
+
+    def actor_loss(params):
+        probs = policy(state, params, batch.obs, key_actor)
+        return common.soft_actor_objective(probs, q_min, alpha), common.categorical_entropy(probs)
+
+    (loss, entropy), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor.params)
+    actor = state.actor.apply_gradients(grads=grads)
+    metrics.update(actor_loss=loss, entropy=jnp.mean(entropy), alpha=alpha)
+    log_alpha = state.log_alpha
+    if state.learn_alpha:
+        log_alpha, alpha_metrics = common.alpha_step(log_alpha, entropy, state.hyper.target_entropy)
+        metrics.update(alpha_metrics)
+    tau = state.hyper.tau
+    return state.replace(
+        actor=actor,
+        actor_target=common.polyak_update(state.actor_target, actor.params, tau),
+        critic=critic,
+        critic_target=common.polyak_update(state.critic_target, critic.params, tau),
+        log_alpha=log_alpha,
+        update_count=state.update_count + 1,
+    ), metrics

@@ -1,0 +1,20 @@
+"""Flax modules shared by the agents: plain MLPs and the diffusion policy pieces."""
+from ddrl.nets.diffusion import (
+    Denoiser,
+    DiffusionSchedule,
+    make_schedule,
+    sample,
+    sinusoidal_embedding,
+)
+from ddrl.nets.mlp import MLP, TwinQ, activation_fn
+
+__all__ = [
+    "MLP",
+    "TwinQ",
+    "activation_fn",
+    "Denoiser",
+    "DiffusionSchedule",
+    "make_schedule",
+    "sample",
+    "sinusoidal_embedding",
+]

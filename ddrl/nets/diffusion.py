@@ -1,0 +1,152 @@
+"""Diffusion policy pieces: noise schedules, the denoiser ε_θ and the reverse-chain sampler.
+
+Index convention: step `t = 0 … T−1` in code is step `t + 1` of the papers, so the chain
+runs `t = T−1, …, 0` and the last step (`t = 0`) adds no noise.
+"""
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ddrl.nets.mlp import MLP
+
+
+def vp_betas(num_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> np.ndarray:
+    """Variance-preserving schedule: α_t = exp(−β_min/T − ½(β_max−β_min)(2t−1)/T²), t = 1…T."""
+    t = np.arange(1, num_steps + 1, dtype=np.float64)
+    alphas = np.exp(
+        -beta_min / num_steps - 0.5 * (beta_max - beta_min) * (2 * t - 1) / num_steps**2
+    )
+    return 1.0 - alphas
+
+
+def linear_betas(num_steps: int, beta_start: float = 1e-4, beta_end: float = 2e-2) -> np.ndarray:
+    """Betas evenly spaced from `beta_start` to `beta_end` (Ho et al. 2020)."""
+    return np.linspace(beta_start, beta_end, num_steps, dtype=np.float64)
+
+
+def cosine_betas(num_steps: int, offset: float = 0.008) -> np.ndarray:
+    """Cosine schedule of Nichol & Dhariwal (2021), betas capped at 0.999."""
+    x = np.linspace(0, num_steps, num_steps + 1, dtype=np.float64)
+    alphas_cumprod = np.cos(((x / num_steps) + offset) / (1 + offset) * np.pi * 0.5) ** 2
+    alphas_cumprod = alphas_cumprod / alphas_cumprod[0]
+    betas = 1 - alphas_cumprod[1:] / alphas_cumprod[:-1]
+    return np.clip(betas, 0.0, 0.999)
+
+
+_BETAS = {"vp": vp_betas, "linear": linear_betas, "cosine": cosine_betas}
+
+
+@flax.struct.dataclass
+class DiffusionSchedule:
+    """Constants of the DDPM forward process and its Gaussian posterior q(x_{t−1} | x_t, x_0)."""
+
+    betas: jax.Array
+    alphas_cumprod: jax.Array
+    sqrt_recip_alphas_cumprod: jax.Array  # 1/√ᾱ_t, maps (x_t, ε) to x̂_0
+    sqrt_recipm1_alphas_cumprod: jax.Array  # √(1/ᾱ_t − 1)
+    posterior_mean_coef_x0: jax.Array  # weight of x̂_0 in the posterior mean
+    posterior_mean_coef_xt: jax.Array  # weight of x_t in the posterior mean
+    posterior_log_variance: jax.Array  # log of the posterior variance, floored at 1e-20
+
+    @property
+    def num_steps(self) -> int:
+        """Number of diffusion steps T (static: taken from the array shape)."""
+        return self.betas.shape[0]
+
+
+def make_schedule(kind: str = "vp", num_steps: int = 5, **kwargs) -> DiffusionSchedule:
+    """Build a schedule of `kind` in {vp, linear, cosine} with `num_steps` steps."""
+    if kind not in _BETAS:
+        raise ValueError(f"unknown beta schedule {kind!r}; choose from {sorted(_BETAS)}")
+    betas = _BETAS[kind](num_steps, **kwargs)
+    alphas = 1.0 - betas
+    alphas_cumprod = np.cumprod(alphas)
+    alphas_cumprod_prev = np.concatenate([[1.0], alphas_cumprod[:-1]])
+    posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
+    f32 = lambda a: jnp.asarray(a, dtype=jnp.float32)  # noqa: E731
+    return DiffusionSchedule(
+        betas=f32(betas),
+        alphas_cumprod=f32(alphas_cumprod),
+        sqrt_recip_alphas_cumprod=f32(np.sqrt(1.0 / alphas_cumprod)),
+        sqrt_recipm1_alphas_cumprod=f32(np.sqrt(1.0 / alphas_cumprod - 1.0)),
+        posterior_mean_coef_x0=f32(betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod)),
+        posterior_mean_coef_xt=f32(
+            (1.0 - alphas_cumprod_prev) * np.sqrt(alphas) / (1.0 - alphas_cumprod)
+        ),
+        posterior_log_variance=f32(np.log(np.maximum(posterior_variance, 1e-20))),
+    )
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int = 16) -> jax.Array:
+    """Transformer-style sin/cos features of the step index, shape `t.shape + (dim,)`."""
+    half = dim // 2
+    freqs = jnp.exp(jnp.arange(half) * -(jnp.log(10000.0) / (half - 1)))
+    angles = jnp.asarray(t, jnp.float32)[..., None] * freqs
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+class Denoiser(nn.Module):
+    """Noise predictor ε_θ([x_t, emb(t), s]) over a vector of `action_dim` logits."""
+
+    action_dim: int
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "mish"
+    out_activation: str | None = "tanh"
+    time_dim: int = 16
+    time_mlp: bool = True  # pass the sinusoidal features through Dense(2d)–Mish–Dense(d)
+
+    @nn.compact
+    def __call__(self, x_t: jax.Array, t: jax.Array, cond: jax.Array) -> jax.Array:
+        emb = sinusoidal_embedding(t, self.time_dim)
+        if self.time_mlp:
+            emb = MLP((2 * self.time_dim,), self.time_dim, activation="mish")(emb)
+        inputs = jnp.concatenate([x_t, emb, cond], axis=-1)
+        return MLP(self.hidden, self.action_dim, self.activation, self.out_activation)(inputs)
+
+
+EpsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def sample(
+    eps_fn: EpsFn,
+    schedule: DiffusionSchedule,
+    cond: jax.Array,
+    key: jax.Array,
+    action_dim: int,
+    x_start: jax.Array | None = None,
+    clip_x0: float | None = None,
+) -> jax.Array:
+    """Run the DDPM reverse chain from x_T to x_0, differentiably; returns x_0.
+
+    `eps_fn(x_t, t, cond)` predicts the noise (typically a bound `Denoiser.apply`); `cond`
+    has shape `batch + (obs_dim,)` and the result `batch + (action_dim,)`. The chain starts
+    from `x_start` when given (LAD-TS keeps it from the previous decision), otherwise from
+    N(0, I). All noise is drawn up front; the final step adds none. `clip_x0` clips the
+    predicted x̂_0 to [−clip_x0, clip_x0] at every step (None: no clipping).
+    """
+    num_steps = schedule.num_steps
+    shape = cond.shape[:-1] + (action_dim,)
+    key_start, key_noise = jax.random.split(key)
+    x_t = jax.random.normal(key_start, shape) if x_start is None else x_start
+    noise = jax.random.normal(key_noise, (num_steps,) + shape)
+
+    def reverse_step(x, step_input):
+        t, z = step_input
+        eps = eps_fn(x, jnp.full(cond.shape[:-1], t), cond)
+        x0_hat = (
+            schedule.sqrt_recip_alphas_cumprod[t] * x
+            - schedule.sqrt_recipm1_alphas_cumprod[t] * eps
+        )
+        if clip_x0 is not None:
+            x0_hat = jnp.clip(x0_hat, -clip_x0, clip_x0)
+        mean = schedule.posterior_mean_coef_x0[t] * x0_hat + schedule.posterior_mean_coef_xt[t] * x
+        std = jnp.where(t > 0, jnp.exp(0.5 * schedule.posterior_log_variance[t]), 0.0)
+        return mean + std * z, None
+
+    steps = jnp.arange(num_steps - 1, -1, -1)
+    x_0, _ = jax.lax.scan(reverse_step, x_t, (steps, noise), unroll=True)
+    return x_0

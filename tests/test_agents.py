@@ -1,0 +1,110 @@
+"""Agents learn the known optimal values and actions of the probe environment."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ddrl import agents
+from ddrl.agents import common
+from ddrl.train import make_trainer
+from probe_envs import ACTION, CONSTANT, DISCOUNT, OBSERVATION, ProbeEnv, probe_obs
+
+GAMMA = 0.9
+TINY = {
+    "dqn": dict(hidden=[32, 32], learning_rate=3e-3, batch_size=64, learning_starts=200,
+                train_every=8, updates_per_train=4, target_update_every=20,
+                exploration_fraction=0.3, gamma=GAMMA),
+    "sac": dict(hidden=[32, 32], actor_lr=3e-3, critic_lr=3e-3, batch_size=64, alpha=1e-3,
+                learning_starts=200, train_every=8, updates_per_train=4, tau=0.05, gamma=GAMMA),
+    "d2sac": dict(denoiser_hidden=[32, 32], critic_hidden=[32, 32], actor_lr=3e-3,
+                  critic_lr=3e-3, batch_size=64, alpha=1e-3, learn_alpha=False,
+                  learning_starts=200, train_every=8, updates_per_train=4, tau=0.05,
+                  gamma=GAMMA, n_step=3),
+}  # fmt: skip
+
+# (probe, sign, phase) → optimal Q(s, ·) for actions 0 and 1
+CASES = {
+    "constant": ((CONSTANT, 1.0, 0), (1.0, 1.0)),
+    "observation+": ((OBSERVATION, 1.0, 0), (1.0, 1.0)),
+    "observation-": ((OBSERVATION, -1.0, 0), (-1.0, -1.0)),
+    "discount-first": ((DISCOUNT, 1.0, 0), (GAMMA, GAMMA)),
+    "discount-last": ((DISCOUNT, -1.0, 1), (1.0, 1.0)),
+    "action+": ((ACTION, 1.0, 0), (0.0, 1.0)),
+    "action-": ((ACTION, -1.0, 0), (1.0, 0.0)),
+}
+
+
+def q_values(name, state, obs):
+    """The agent's Q(s, ·) estimate (min of the twin critics for the actor-critics)."""
+    if name == "dqn":
+        return state.q.apply_fn(state.q.params, obs)
+    return jnp.minimum(*state.critic.apply_fn(state.critic.params, obs))
+
+
+@pytest.fixture(scope="module", params=sorted(TINY))
+def trained(request):
+    env = ProbeEnv()
+    trainer = make_trainer(
+        {"name": request.param, **TINY[request.param]}, env, env.default_params, 6000,
+        num_envs=8, num_chunks=2,
+    )  # fmt: skip
+    runner, metrics = jax.jit(trainer.train)(jax.random.PRNGKey(0))
+    return request.param, runner.agent, metrics
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_learns_probe_values(trained, case):
+    name, state, _ = trained
+    (probe, sign, phase), expected = CASES[case]
+    q = np.asarray(jax.jit(q_values, static_argnums=0)(name, state, probe_obs(probe, sign, phase)))
+    if probe == ACTION:  # only the value of the best action is pinned down by the greedy target
+        best = int(np.argmax(expected))
+        assert abs(q[best] - 1.0) < 0.15, (name, case, q)
+        assert q[best] > q[1 - best] + 0.3, (name, case, q)
+    else:
+        np.testing.assert_allclose(q, expected, atol=0.15, err_msg=f"{name} {case}")
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_greedy_action_is_optimal(trained, sign):
+    name, state, _ = trained
+    obs = jnp.stack([probe_obs(ACTION, sign, 0)] * 4)
+    action = jax.jit(agents.get(name).act, static_argnums=3)(state, obs, jax.random.PRNGKey(1), False)
+    assert np.all(np.asarray(action) == int(sign > 0)), (name, action)
+
+
+def test_metrics_are_finite(trained):
+    _, _, metrics = trained
+    for key, value in metrics.items():
+        if key != "episode_return":
+            assert np.all(np.isfinite(np.asarray(value))), key
+
+
+def test_nstep_target_stops_at_episode_end():
+    """A 3-step window over [r=1, terminal r=2 | next episode r=4] returns 1 + γ·2, no bootstrap."""
+    example = common.Transition(jnp.zeros(1), jnp.zeros((), jnp.int32), jnp.zeros(()),
+                                jnp.zeros(1), jnp.zeros((), bool), jnp.zeros((), bool))  # fmt: skip
+    buffer = common.buffer_init(example, 8, 1)
+    for reward, terminated in [(1.0, False), (2.0, True), (4.0, False)]:
+        transition = example.replace(reward=jnp.array([reward]), terminated=jnp.array([terminated]),
+                                     obs=jnp.full((1, 1), reward), next_obs=jnp.full((1, 1), reward))  # fmt: skip
+        buffer = common.buffer_add(buffer, transition)
+    batch = common.buffer_sample(buffer, jax.random.PRNGKey(0), 64, n_step=3)
+    reward, bootstrap = common.nstep_target(batch, jnp.float32(0.5))
+    first = np.asarray(batch.obs[:, 0]) == 1.0
+    last = np.asarray(batch.obs[:, 0]) == 4.0
+    assert first.any() and last.any()
+    np.testing.assert_allclose(np.asarray(reward)[first], 2.0)  # 1 + 0.5·2
+    np.testing.assert_allclose(np.asarray(bootstrap)[first], 0.0)
+    # the newest step has no successor stored yet: a 1-step window that bootstraps
+    np.testing.assert_allclose(np.asarray(reward)[last], 4.0)
+    np.testing.assert_allclose(np.asarray(bootstrap)[last], 0.5)
+
+
+def test_presets_differ_where_published():
+    ours, published = agents.make_config("d2sac"), agents.make_config("d2sac_published")
+    assert (published.clip_x0, published.soft_target, published.learn_alpha) == (None, False, False)
+    assert (published.gamma, published.n_step, published.alpha, published.batch_size) == (0.95, 3, 0.05, 512)
+    assert ours.clip_x0 is not None and ours.soft_target and ours.learn_alpha
+    with pytest.raises(ValueError, match="unknown hyper-parameters"):
+        agents.make_config("dqn", {"name": "dqn", "learnin_rate": 1.0})

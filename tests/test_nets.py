@@ -1,0 +1,97 @@
+"""Diffusion schedule, denoiser and reverse-chain sampler."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ddrl.nets import MLP, Denoiser, make_schedule, sample
+from ddrl.nets.diffusion import cosine_betas, linear_betas, vp_betas
+from ddrl.nets.mlp import mish
+
+
+def test_vp_schedule_matches_formula():
+    T, beta_min, beta_max = 5, 0.1, 10.0
+    expected_alphas = [
+        np.exp(-beta_min / T - 0.5 * (beta_max - beta_min) * (2 * t - 1) / T**2) for t in range(1, T + 1)
+    ]
+    np.testing.assert_allclose(1.0 - vp_betas(T), expected_alphas, rtol=1e-12)
+    schedule = make_schedule("vp", T)
+    np.testing.assert_allclose(schedule.alphas_cumprod, np.cumprod(expected_alphas), rtol=1e-6)
+    assert schedule.num_steps == T
+    # the last reverse step (t = 1) puts all weight on x̂_0
+    np.testing.assert_allclose(schedule.posterior_mean_coef_x0[0], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(schedule.posterior_mean_coef_xt[0], 0.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("betas", [vp_betas(5), linear_betas(10), cosine_betas(10)])
+def test_schedules_are_valid(betas):
+    assert np.all((betas > 0) & (betas < 1))
+    assert np.all(np.diff(np.cumprod(1 - betas)) < 0)
+
+
+def test_unknown_schedule_is_an_error():
+    with pytest.raises(ValueError, match="unknown beta schedule"):
+        make_schedule("sigmoid", 5)
+
+
+def test_mish_matches_reference():
+    x = jnp.linspace(-30.0, 30.0, 2001)
+    np.testing.assert_allclose(mish(x), jax.nn.mish(x), atol=1e-5)
+
+
+def _denoiser_and_params(n_actions=3, obs_dim=4):
+    denoiser = Denoiser(n_actions, hidden=(16, 16))
+    params = jax.jit(denoiser.init)(
+        jax.random.PRNGKey(0), jnp.zeros((1, n_actions)), jnp.zeros((1,), jnp.int32), jnp.zeros((1, obs_dim))
+    )
+    return denoiser, params
+
+
+def test_sampler_shapes_finite_and_clipped():
+    denoiser, params = _denoiser_and_params()
+    eps_fn = lambda x, t, s: denoiser.apply(params, x, t, s)  # noqa: E731
+    schedule = make_schedule("vp", 5)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (7, 4))
+    key = jax.random.PRNGKey(2)
+    start = jnp.ones((2, 7, 3))
+
+    @jax.jit  # one compilation for all variants: compiling is the slow part on CPU
+    def variants(obs):
+        pair = jnp.stack([obs, obs])
+        return (
+            sample(eps_fn, schedule, obs, key, 3),
+            sample(eps_fn, schedule, obs, key, 3, clip_x0=0.5),
+            sample(eps_fn, schedule, pair, key, 3, x_start=start),  # given start vector (LAD-TS)
+            sample(eps_fn, schedule, pair, key, 3, x_start=-start),
+        )
+
+    x0, clipped, from_start, from_other_start = variants(obs)
+    assert x0.shape == (7, 3) and bool(jnp.all(jnp.isfinite(x0)))
+    assert float(jnp.max(jnp.abs(clipped))) <= 0.5 + 1e-6  # the last step returns x̂_0 itself
+    assert from_start.shape == (2, 7, 3)
+    assert not np.allclose(from_start, from_other_start)
+
+
+def test_gradients_reach_every_denoiser_parameter():
+    denoiser, params = _denoiser_and_params()
+    schedule = make_schedule("vp", 5)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (8, 4))
+
+    def objective(p):
+        x0 = sample(lambda x, t, s: denoiser.apply(p, x, t, s), schedule, obs, jax.random.PRNGKey(3), 3)
+        return jnp.sum(jax.nn.softmax(x0) * jnp.arange(3.0))
+
+    grads = jax.jit(jax.grad(objective))(params)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
+        assert bool(jnp.all(jnp.isfinite(leaf))), path
+        assert float(jnp.max(jnp.abs(leaf))) > 0.0, path
+
+
+def test_mlp_widths_and_activation():
+    mlp = MLP((5, 6), 2, activation="tanh", out_activation="softmax")
+    params = jax.jit(mlp.init)(jax.random.PRNGKey(0), jnp.zeros(3))
+    shapes = [leaf.shape for leaf in jax.tree.leaves(params)]
+    assert sorted(shapes) == sorted([(5,), (3, 5), (6,), (5, 6), (2,), (6, 2)])
+    np.testing.assert_allclose(jnp.sum(jax.jit(mlp.apply)(params, jnp.ones(3))), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown activation"):
+        MLP((4,), 1, activation="swishy").init(jax.random.PRNGKey(0), jnp.zeros(3))
