@@ -300,3 +300,32 @@ def alpha_step(
     grads = jax.grad(lambda p: p["log_alpha"] * gap)(log_alpha.params)
     log_alpha = log_alpha.apply_gradients(grads=grads)
     return log_alpha, {"alpha": current_alpha(log_alpha)}
+
+
+def actor_and_alpha_step(
+    actor: TrainState,
+    log_alpha: TrainState,
+    critic: TrainState,
+    obs: jax.Array,
+    probs_fn: Any,
+    hyper: SoftACHyper,
+    learn_alpha: bool,
+) -> tuple[TrainState, TrainState, dict]:
+    """The soft actor step shared by discrete SAC and diffusion SAC, then the α step.
+
+    `probs_fn(actor_params)` gives π(·|obs) (a softmax head or a reverse diffusion chain);
+    the actor minimises the expected soft objective against the fixed twin-critic minimum.
+    """
+    alpha = current_alpha(log_alpha)
+    q_min = jax.lax.stop_gradient(jnp.minimum(*critic.apply_fn(critic.params, obs)))
+
+    def actor_loss(params):
+        probs = probs_fn(params)
+        return soft_actor_objective(probs, q_min, alpha), categorical_entropy(probs)
+
+    (loss, entropy), grads = jax.value_and_grad(actor_loss, has_aux=True)(actor.params)
+    metrics = {"actor_loss": loss, "entropy": jnp.mean(entropy), "alpha": alpha}
+    if learn_alpha:
+        log_alpha, alpha_metrics = alpha_step(log_alpha, entropy, hyper.target_entropy)
+        metrics.update(alpha_metrics)
+    return actor.apply_gradients(grads=grads), log_alpha, metrics

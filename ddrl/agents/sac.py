@@ -105,19 +105,11 @@ def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[Agen
     target = jax.lax.stop_gradient(reward + bootstrap * next_value)
     critic, metrics = common.critic_step(state.critic, batch, target)
 
-    q_min = jax.lax.stop_gradient(jnp.minimum(*critic.apply_fn(critic.params, batch.obs)))
-
-    def actor_loss(params):
-        probs = policy(state, params, batch.obs)
-        return common.soft_actor_objective(probs, q_min, alpha), common.categorical_entropy(probs)
-
-    (loss, entropy), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor.params)
-    actor = state.actor.apply_gradients(grads=grads)
-    metrics.update(actor_loss=loss, entropy=jnp.mean(entropy), alpha=alpha)
-    log_alpha = state.log_alpha
-    if state.learn_alpha:
-        log_alpha, alpha_metrics = common.alpha_step(log_alpha, entropy, state.hyper.target_entropy)
-        metrics.update(alpha_metrics)
+    actor, log_alpha, actor_metrics = common.actor_and_alpha_step(
+        state.actor, state.log_alpha, critic, batch.obs,
+        lambda params: policy(state, params, batch.obs), state.hyper, state.learn_alpha,
+    )  # fmt: skip
+    metrics.update(actor_metrics)
     return state.replace(
         actor=actor,
         critic=critic,
