@@ -65,8 +65,35 @@ def evaluate(
     num_episodes: int,
 ) -> EpisodeMetrics:
     """Metrics of `num_seeds × num_episodes` independent episodes, shape (seeds, episodes)."""
-    keys = jax.vmap(lambda seed: jax.random.split(jax.random.fold_in(key, seed), num_episodes))(
+    play = jax.vmap(jax.vmap(lambda k: run_episode(env, params, policy, k)))
+    return jax.jit(play)(_episode_keys(key, num_seeds, num_episodes))
+
+
+def evaluate_per_seed(
+    env: MEC,
+    params: MECParams,
+    make_policy: Callable,
+    policy_inputs,
+    key: jax.Array,
+    num_episodes: int,
+) -> EpisodeMetrics:
+    """Like `evaluate`, for a policy per seed: seed s plays `make_policy(inputs[s])`.
+
+    `policy_inputs` is a pytree with a leading seed axis (e.g. trained agent states);
+    `make_policy(inputs)` returns `policy(key, obs, state, params)`. Same keys as `evaluate`.
+    """
+    num_seeds = jax.tree.leaves(policy_inputs)[0].shape[0]
+
+    def play_seed(inputs, keys):
+        policy = make_policy(inputs)
+        return jax.vmap(lambda k: run_episode(env, params, policy, k))(keys)
+
+    keys = _episode_keys(key, num_seeds, num_episodes)
+    return jax.jit(jax.vmap(play_seed))(policy_inputs, keys)
+
+
+def _episode_keys(key: jax.Array, num_seeds: int, num_episodes: int) -> jax.Array:
+    """Keys (seeds, episodes): episode e of seed s uses split(fold_in(key, s))[e]."""
+    return jax.vmap(lambda seed: jax.random.split(jax.random.fold_in(key, seed), num_episodes))(
         jnp.arange(num_seeds)
     )
-    play = jax.vmap(jax.vmap(lambda k: run_episode(env, params, policy, k)))
-    return jax.jit(play)(keys)

@@ -74,11 +74,16 @@ class Batch:
 
 @flax.struct.dataclass
 class ReplayBuffer:
-    """Ring buffer of transitions stored time-major: arrays of shape (rows, num_envs, ...)."""
+    """Ring buffer of transitions: arrays of shape (rows, num_envs, ...), one stream per env.
+
+    Each environment's column is its own ring (own write position and size), so a writer
+    may skip some environments on a step: per-BS agents store only the decisions of their
+    own base station (`buffer_add(..., write=...)`).
+    """
 
     storage: Transition
-    position: jax.Array  # next row to write
-    size: jax.Array  # rows written so far, at most `capacity_rows`
+    position: jax.Array  # (num_envs,) next row to write in each env's column
+    size: jax.Array  # (num_envs,) rows written so far in each column, at most `capacity_rows`
 
     @property
     def capacity_rows(self) -> int:
@@ -97,32 +102,48 @@ def buffer_init(example: Transition, capacity: int, num_envs: int) -> ReplayBuff
     storage = jax.tree.map(
         lambda x: jnp.zeros((rows, num_envs) + jnp.shape(x), jnp.asarray(x).dtype), example
     )
-    return ReplayBuffer(storage, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+    zeros = jnp.zeros((num_envs,), jnp.int32)
+    return ReplayBuffer(storage, zeros, zeros)
 
 
-def buffer_add(buffer: ReplayBuffer, transitions: Transition) -> ReplayBuffer:
-    """Write one row: a transition of every environment (leading axis `num_envs`)."""
-    storage = jax.tree.map(
-        lambda store, x: store.at[buffer.position].set(x), buffer.storage, transitions
-    )
+def buffer_add(
+    buffer: ReplayBuffer, transitions: Transition, write: jax.Array | None = None
+) -> ReplayBuffer:
+    """Append one transition per environment (leading axis `num_envs`) to its column.
+
+    `write` (bool, shape (num_envs,)) limits the append to some environments; the others
+    keep their column unchanged.
+    """
+    envs = jnp.arange(buffer.num_envs)
+    if write is None:
+        write = jnp.ones((buffer.num_envs,), bool)
+
+    def put(store, x):
+        old = store[buffer.position, envs]
+        return store.at[buffer.position, envs].set(jnp.where(_expand(write, x), x, old))
+
+    storage = jax.tree.map(put, buffer.storage, transitions)
+    step = write.astype(jnp.int32)
     return ReplayBuffer(
         storage,
-        (buffer.position + 1) % buffer.capacity_rows,
-        jnp.minimum(buffer.size + 1, buffer.capacity_rows),
+        (buffer.position + step) % buffer.capacity_rows,
+        jnp.minimum(buffer.size + step, buffer.capacity_rows),
     )
 
 
 def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int, n_step: int = 1) -> Batch:
-    """Sample `batch_size` transitions uniformly, each extended to an n-step window.
+    """Sample `batch_size` transitions, each extended to an n-step window.
 
-    A window stops early at the end of an episode (terminated or truncated) and at the
+    An environment column is drawn uniformly, then a stored row of it uniformly (uniform
+    over all transitions when the columns are equally full). A window follows the same
+    column, stops early at the end of an episode (terminated or truncated) and at the
     newest stored row, so it never reads a step that has not happened yet.
     """
     key_row, key_env = jax.random.split(key)
-    rows = jax.random.randint(key_row, (batch_size,), 0, jnp.maximum(buffer.size, 1))
     envs = jax.random.randint(key_env, (batch_size,), 0, buffer.num_envs)
+    rows = jax.random.randint(key_row, (batch_size,), 0, jnp.maximum(buffer.size[envs], 1))
     capacity = buffer.capacity_rows
-    rows_ahead = (buffer.position - 1 - rows) % capacity  # newer rows stored after `rows`
+    rows_ahead = (buffer.position[envs] - 1 - rows) % capacity  # newer rows stored after `rows`
     store = buffer.storage
     first = jax.tree.map(lambda x: x[rows, envs], store)
 
@@ -251,6 +272,14 @@ class SoftACHyper:
     target_entropy: jax.Array  # nats; only used when α is learned
 
 
+def target_entropy_of(cfg: Any, n_actions: int) -> jax.Array:
+    """`cfg.target_entropy` (nats) when set, else `cfg.target_entropy_ratio`·log|A|."""
+    absolute = getattr(cfg, "target_entropy", None)
+    if absolute is None:
+        return as_float(cfg.target_entropy_ratio * jnp.log(float(n_actions)))
+    return as_float(absolute)
+
+
 def soft_state_value(
     probs: jax.Array, q: jax.Array, alpha: jax.Array, with_entropy: bool
 ) -> jax.Array:
@@ -310,14 +339,21 @@ def actor_and_alpha_step(
     probs_fn: Any,
     hyper: SoftACHyper,
     learn_alpha: bool,
+    normalize_q: bool = False,
 ) -> tuple[TrainState, TrainState, dict]:
     """The soft actor step shared by discrete SAC and diffusion SAC, then the α step.
 
     `probs_fn(actor_params)` gives π(·|obs) (a softmax head or a reverse diffusion chain);
     the actor minimises the expected soft objective against the fixed twin-critic minimum.
+    `normalize_q` rescales that minimum per state to zero mean and unit spread over the
+    actions, so that α weighs entropy against a scale-free advantage (useful when the
+    action values differ by little, as the make-spans of MEC decisions do).
     """
     alpha = current_alpha(log_alpha)
     q_min = jax.lax.stop_gradient(jnp.minimum(*critic.apply_fn(critic.params, obs)))
+    if normalize_q:
+        centred = q_min - jnp.mean(q_min, axis=-1, keepdims=True)
+        q_min = centred / (jnp.std(q_min, axis=-1, keepdims=True) + 1e-6)
 
     def actor_loss(params):
         probs = probs_fn(params)

@@ -128,6 +128,8 @@ def _select(pred: jax.Array, if_true: MECState, if_false: MECState) -> MECState:
 class MEC(environment.Environment[MECState, MECParams]):
     """Task offloading over `num_servers` collaborating edge servers (MEC_MODEL.md)."""
 
+    step_metrics = ("make_span", "failed")  # per-task info the training loop averages per chunk
+
     def __init__(
         self,
         num_servers: int = 5,
@@ -265,6 +267,15 @@ class MEC(environment.Environment[MECState, MECParams]):
 
     def task_index(self, state: MECState) -> jax.Array:
         return state.position % self.max_tasks
+
+    def num_task_cells(self, params: MECParams) -> int:
+        """Number of (slot, BS, task index) cells of an episode (LAD-TS's latent table)."""
+        return int(params.num_slots) * self.num_servers * self.max_tasks
+
+    def task_cell(self, state: MECState, params: MECParams) -> jax.Array:
+        """Cell (slot, BS, task index) of the task being decided, as one flat index."""
+        slot = jnp.minimum(state.slot, params.num_slots - 1)
+        return slot * self.num_servers * self.max_tasks + state.position
 
     def wait_and_cost(self, state: MECState, params: MECParams) -> tuple[jax.Array, jax.Array]:
         """Per-ES waiting time w_i and whole-task cost c_i of the current task (§4)."""
