@@ -8,14 +8,16 @@ import dataclasses
 from types import ModuleType
 from typing import Any
 
-from ddrl.agents import common, d2sac, dqn, ppo, sac
+from ddrl.agents import common, d2sac, dqn, lad, ppo, sac, topk_dqn
 
 REGISTRY: dict[str, ModuleType] = {
     "d2sac": d2sac,
     "d2sac_published": d2sac,
     "dqn": dqn,
+    "lad": lad,
     "sac": sac,
     "ppo": ppo,
+    "topk_dqn": topk_dqn,
 }
 
 # Presets whose defaults differ from their module's `Config()`.

@@ -14,7 +14,6 @@ import dataclasses
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax.training.train_state import TrainState
 
 from ddrl.agents import common
@@ -36,11 +35,14 @@ class Config:
     alpha: float = 0.05  # entropy weight (initial value when learned)
     learn_alpha: bool = True  # tune α towards the target entropy
     target_entropy_ratio: float = 0.7  # target entropy as a share of log|A|
+    target_entropy: float | None = None  # absolute target entropy (nats); overrides the ratio
     soft_target: bool = True  # add α·H(π(·|s')) to the critic target
     clip_x0: float | None = 3.0  # clip the predicted x̂_0 to ±clip_x0 (None: off)
+    normalize_q: bool = False  # actor sees Q(s,·) standardised over the actions
     diffusion_steps: int = 5  # reverse steps T
     beta_schedule: str = "vp"  # vp | linear | cosine
     denoiser_hidden: tuple[int, ...] = (256, 256)  # denoiser widths
+    denoiser_output: str = "tanh"  # output activation of the denoiser (tanh | softmax | none)
     critic_hidden: tuple[int, ...] = (256, 256)  # critic widths
     activation: str = "mish"  # hidden activation of denoiser and critic
     buffer_size: int = 1_000_000  # replay capacity (transitions)
@@ -75,6 +77,7 @@ class AgentState:
     learn_alpha: bool = flax.struct.field(pytree_node=False, default=True)
     soft_target: bool = flax.struct.field(pytree_node=False, default=True)
     clip_x0: float | None = flax.struct.field(pytree_node=False, default=None)
+    normalize_q: bool = flax.struct.field(pytree_node=False, default=False)
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
@@ -82,7 +85,8 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
     cfg = common.config_from(Config, cfg)
     key_actor, key_critic = jax.random.split(key)
     dummy_obs = jnp.zeros((1,) + tuple(obs_shape))
-    denoiser = Denoiser(n_actions, cfg.denoiser_hidden, cfg.activation, "tanh")
+    output = None if cfg.denoiser_output == "none" else cfg.denoiser_output
+    denoiser = Denoiser(n_actions, cfg.denoiser_hidden, cfg.activation, output)
     actor_params = denoiser.init(
         key_actor, jnp.zeros((1, n_actions)), jnp.zeros((1,), jnp.int32), dummy_obs
     )
@@ -102,7 +106,7 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
         hyper=common.SoftACHyper(
             gamma=common.as_float(cfg.gamma),
             tau=common.as_float(cfg.tau),
-            target_entropy=common.as_float(cfg.target_entropy_ratio * np.log(n_actions)),
+            target_entropy=common.target_entropy_of(cfg, n_actions),
         ),
         env_steps=jnp.zeros((), jnp.int32),
         update_count=jnp.zeros((), jnp.int32),
@@ -110,6 +114,7 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
         learn_alpha=bool(cfg.learn_alpha),
         soft_target=bool(cfg.soft_target),
         clip_x0=None if cfg.clip_x0 is None else float(cfg.clip_x0),
+        normalize_q=bool(cfg.normalize_q),
     )
 
 
@@ -131,18 +136,28 @@ def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.A
 
 def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[AgentState, dict]:
     """Critic step, actor step through the chain, α step (if learned), Polyak targets."""
+    return soft_update(state, batch, key, policy, lambda obs: obs)
+
+
+def soft_update(state: AgentState, batch: common.Batch, key: jax.Array, policy_fn, critic_input):
+    """`update` with the policy `policy_fn(state, actor_params, obs, key) -> probs` and the
+    critic reading `critic_input(obs)` (LAD-TS: its observations carry a latent start vector
+    that only the actor reads)."""
     key_target, key_actor = jax.random.split(key)
     alpha = common.current_alpha(state.log_alpha)
     reward, bootstrap = common.nstep_target(batch, state.hyper.gamma)
-    next_probs = policy(state, state.actor_target, batch.next_obs, key_target)
-    next_q = jnp.minimum(*state.critic.apply_fn(state.critic_target, batch.next_obs))
+    next_probs = policy_fn(state, state.actor_target, batch.next_obs, key_target)
+    next_critic_obs = critic_input(batch.next_obs)
+    next_q = jnp.minimum(*state.critic.apply_fn(state.critic_target, next_critic_obs))
     next_value = common.soft_state_value(next_probs, next_q, alpha, state.soft_target)
     target = jax.lax.stop_gradient(reward + bootstrap * next_value)
-    critic, metrics = common.critic_step(state.critic, batch, target)
+    critic_batch = batch.replace(obs=critic_input(batch.obs))
+    critic, metrics = common.critic_step(state.critic, critic_batch, target)
 
     actor, log_alpha, actor_metrics = common.actor_and_alpha_step(
-        state.actor, state.log_alpha, critic, batch.obs,
-        lambda params: policy(state, params, batch.obs, key_actor), state.hyper, state.learn_alpha,
+        state.actor, state.log_alpha, critic, critic_batch.obs,
+        lambda params: policy_fn(state, params, batch.obs, key_actor), state.hyper, state.learn_alpha,
+        state.normalize_q,
     )  # fmt: skip
     metrics.update(actor_metrics)
     tau = state.hyper.tau

@@ -35,6 +35,8 @@ class Config:
     eps_start: float = 1.0  # initial exploration probability
     eps_end: float = 0.05  # final exploration probability
     exploration_fraction: float = 0.5  # share of the run over which ε decays
+    exploration_steps: int = 0  # if > 0: env steps over which ε decays (replaces the fraction)
+    exploration_start: int = 0  # env step at which the decay begins (ε = eps_start before)
     total_steps: int = 500_000  # env steps of the run (the training loop sets it)
 
 
@@ -47,6 +49,7 @@ class Hyper:
     eps_start: jax.Array
     eps_end: jax.Array
     eps_decay_steps: jax.Array
+    eps_decay_start: jax.Array
 
 
 @flax.struct.dataclass
@@ -59,6 +62,7 @@ class AgentState:
     env_steps: jax.Array  # set by the training loop; drives the ε schedule
     update_count: jax.Array
     target_update_every: int = flax.struct.field(pytree_node=False, default=50)
+    num_chosen: int = flax.struct.field(pytree_node=False, default=1)  # k of top-k DQN
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
@@ -72,7 +76,8 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
         tau=common.as_float(cfg.tau),
         eps_start=common.as_float(cfg.eps_start),
         eps_end=common.as_float(cfg.eps_end),
-        eps_decay_steps=common.as_float(cfg.exploration_fraction * cfg.total_steps),
+        eps_decay_steps=common.as_float(decay_steps(cfg)),
+        eps_decay_start=common.as_float(cfg.exploration_start),
     )
     return AgentState(
         q=q,
@@ -81,13 +86,22 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
         env_steps=jnp.zeros((), jnp.int32),
         update_count=jnp.zeros((), jnp.int32),
         target_update_every=int(cfg.target_update_every),
+        num_chosen=int(getattr(cfg, "k", 1)),
     )
 
 
+def decay_steps(cfg: Config) -> float:
+    """Env steps over which ε decays: `exploration_steps`, else a share of the run."""
+    if cfg.exploration_steps > 0:
+        return float(cfg.exploration_steps)
+    return cfg.exploration_fraction * cfg.total_steps
+
+
 def epsilon(state: AgentState) -> jax.Array:
-    """Exploration probability: linear from eps_start to eps_end, then constant."""
+    """Exploration probability: eps_start until `exploration_start`, then linear to eps_end."""
     hyper = state.hyper
-    progress = jnp.clip(state.env_steps / jnp.maximum(hyper.eps_decay_steps, 1.0), 0.0, 1.0)
+    elapsed = state.env_steps - hyper.eps_decay_start
+    progress = jnp.clip(elapsed / jnp.maximum(hyper.eps_decay_steps, 1.0), 0.0, 1.0)
     return hyper.eps_start + progress * (hyper.eps_end - hyper.eps_start)
 
 
@@ -114,6 +128,11 @@ def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[Agen
         loss = jnp.mean((q_taken - target) ** 2)
         return loss, {"td_loss": loss, "q_mean": jnp.mean(q_taken)}
 
+    return apply_td_step(state, loss_fn)
+
+
+def apply_td_step(state: AgentState, loss_fn) -> tuple[AgentState, dict]:
+    """Gradient step on `loss_fn(params) -> (loss, metrics)`, then the periodic target copy."""
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.q.params)
     q = state.q.apply_gradients(grads=grads)
     update_count = state.update_count + 1

@@ -9,7 +9,6 @@ import dataclasses
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax.training.train_state import TrainState
 
 from ddrl.agents import common
@@ -31,6 +30,7 @@ class Config:
     alpha: float = 0.05  # entropy weight (initial value when learned)
     learn_alpha: bool = False  # tune α towards the target entropy
     target_entropy_ratio: float = 0.7  # target entropy as a share of log|A|
+    target_entropy: float | None = None  # absolute target entropy (nats); overrides the ratio
     hidden: tuple[int, ...] = (256, 256)  # actor and critic widths
     activation: str = "relu"  # actor and critic activation
     buffer_size: int = 100_000  # replay capacity (transitions)
@@ -75,7 +75,7 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
         hyper=common.SoftACHyper(
             gamma=common.as_float(cfg.gamma),
             tau=common.as_float(cfg.tau),
-            target_entropy=common.as_float(cfg.target_entropy_ratio * np.log(n_actions)),
+            target_entropy=common.target_entropy_of(cfg, n_actions),
         ),
         env_steps=jnp.zeros((), jnp.int32),
         update_count=jnp.zeros((), jnp.int32),

@@ -1,0 +1,95 @@
+"""LAD-TS: latent action diffusion SAC (the authors' successor of DDRL-ATS, ChangfuXu/DEdgeAI).
+
+The diffusion actor is `d2sac`'s, but its reverse chain starts from a *latent action*: the
+probability vector last produced for the same (slot, BS, task index) cell, kept in a table
+that persists across episodes (initialised N(0, 1)). The training loop keeps that table
+(`USES_LATENT`), writes every decision's π(·|s) into it and appends the cell's latent to
+the observation; so this agent's observations are `[s, latent]`. The actor reads both
+(chain conditioned on s, started from latent), the twin critic reads s only. Replayed
+transitions carry the latent they were decided from and the next cell's latent, as the
+published code stores them.
+
+Published settings (`Config()` defaults; ALGORITHMS.md): denoiser 20-20 ReLU with a softmax
+output used as ε̂, T = 5, twin Q 20-20, soft target with entropy, learned α (init 0.05,
+lr 3e-4, target entropy −1), actor lr 1e-4, critic lr 1e-3, γ 0.95, τ 0.005, replay 1000
+per BS, start after 300 samples, batch 64, no x̂_0 clipping, no weight decay.
+"""
+import dataclasses
+
+import jax
+
+from ddrl.agents import common, d2sac
+from ddrl.agents.d2sac import AgentState
+from ddrl.nets import sample
+
+KIND = "off_policy"
+USES_LATENT = True  # the training loop keeps the latent table and appends latents to obs
+
+
+@dataclasses.dataclass(frozen=True)
+class Config(d2sac.Config):
+    """LAD-TS hyper-parameters (the published ones)."""
+
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    alpha_lr: float = 3e-4
+    weight_decay: float = 0.0
+    gamma: float = 0.95
+    tau: float = 0.005
+    alpha: float = 0.05
+    learn_alpha: bool = True
+    target_entropy: float | None = -1.0
+    soft_target: bool = True
+    clip_x0: float | None = None
+    diffusion_steps: int = 5
+    denoiser_hidden: tuple[int, ...] = (20, 20)
+    denoiser_output: str = "softmax"
+    critic_hidden: tuple[int, ...] = (20, 20)
+    activation: str = "relu"
+    buffer_size: int = 1000
+    batch_size: int = 64
+    n_step: int = 1
+    learning_starts: int = 300
+    train_every: int = 1
+    updates_per_train: int = 1
+
+
+def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
+    """Actor and critics for observations `[s, latent]` of shape `obs_shape`."""
+    cfg = common.config_from(Config, cfg)
+    state_shape = (obs_shape[-1] - n_actions,)
+    return d2sac.init(key, state_shape, n_actions, cfg)
+
+
+def split(state: AgentState, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(s, latent) from an observation `[s, latent]`."""
+    return obs[..., : -state.n_actions], obs[..., -state.n_actions :]
+
+
+def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """π(·|s) = softmax(x_0), the reverse chain started from the cell's latent action."""
+    env_obs, latent = split(state, obs)
+
+    def eps_fn(x_t, t, cond):
+        return state.actor.apply_fn(actor_params, x_t, t, cond)
+
+    x_0 = sample(eps_fn, state.schedule, env_obs, key, state.n_actions, x_start=latent,
+                 clip_x0=state.clip_x0)  # fmt: skip
+    return jax.nn.softmax(x_0, axis=-1)
+
+
+def act_latent(state: AgentState, obs: jax.Array, key: jax.Array, explore) -> tuple[jax.Array, jax.Array]:
+    """The action and π(·|s), which becomes the cell's next latent action."""
+    key_chain, key_action = jax.random.split(key)
+    probs = policy(state, state.actor.params, obs, key_chain)
+    return common.select_action(probs, key_action, explore), probs
+
+
+def act(state: AgentState, obs: jax.Array, key: jax.Array, explore) -> jax.Array:
+    """Sample from π when exploring, argmax of π otherwise."""
+    return act_latent(state, obs, key, explore)[0]
+
+
+def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[AgentState, dict]:
+    """d2sac's soft actor-critic step; the critic sees s, the actor [s, latent]."""
+    return d2sac.soft_update(state, batch, key, policy, lambda obs: split(state, obs)[0])
