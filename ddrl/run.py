@@ -34,6 +34,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("budget.eval_episodes", f"must be >= 1, got {cfg.budget.eval_episodes}")
     if cfg.budget.train_steps is not None and cfg.budget.train_steps < 1:
         raise ConfigError("budget.train_steps", f"must be >= 1, got {cfg.budget.train_steps}")
+    episodes = cfg.budget.get("episodes")
+    if episodes is not None and episodes < 1:
+        raise ConfigError("budget.episodes", f"must be >= 1, got {episodes}")
     runner = cfg.get("experiment_runner")
     if runner is not None:
         module = _experiment_module(runner)
@@ -121,6 +124,9 @@ def hydra_main(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     validate(cfg)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    episodes = cfg.budget.get("episodes")
+    if episodes is not None and episodes < 1:
+        raise ConfigError("budget.episodes", f"must be >= 1, got {episodes}")
     runner = cfg.get("experiment_runner")
     if runner is not None:
         summary = _experiment_module(runner).run(cfg, run_dir)

@@ -1,0 +1,165 @@
+"""Agents on the MEC environment: per-BS stacking, top-k DQN's target, LAD-TS's latent table."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ddrl.agents import common, dqn, lad, topk_dqn
+from ddrl.envs.scenarios import build_mec
+from ddrl.train import make_trainer
+
+TINY_AMCOEDGE = {"scenario": "amcoedge", "num_tasks": 3, "num_slots": 3, "arrival_prob": 0.9}
+TINY_DQN = {"name": "dqn", "per_bs": True, "hidden": [8], "batch_size": 4, "buffer_size": 64,
+            "learning_starts": 16, "train_every": 4}  # fmt: skip
+
+
+def _transition(obs_dim: int, num_envs: int, value: float) -> common.Transition:
+    return common.Transition(
+        obs=jnp.full((num_envs, obs_dim), value), action=jnp.zeros((num_envs,), jnp.int32),
+        reward=jnp.full((num_envs,), value), next_obs=jnp.full((num_envs, obs_dim), value),
+        terminated=jnp.zeros((num_envs,), bool), truncated=jnp.zeros((num_envs,), bool),
+    )  # fmt: skip
+
+
+def test_per_bs_buffers_equal_separate_buffers():
+    """Writing each step to the deciding BS's buffer = one separate buffer per BS."""
+    num_groups, num_envs, steps = 3, 2, 12
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, num_groups, (steps, num_envs))
+    example = jax.tree.map(lambda x: x[0], _transition(1, 1, 0.0))
+    stacked = jax.tree.map(lambda x: jnp.stack([x] * num_groups), common.buffer_init(example, 8, num_envs))
+    add = jax.vmap(common.buffer_add, in_axes=(0, None, 0))
+    separate = {(g, e): [] for g in range(num_groups) for e in range(num_envs)}
+    for t in range(steps):
+        step = _transition(1, num_envs, float(t + 1))
+        write = jnp.asarray(groups[t][None, :] == np.arange(num_groups)[:, None])
+        stacked = add(stacked, step, write)
+        for e in range(num_envs):
+            separate[groups[t, e], e].append(float(t + 1))
+    for (g, e), rewards in separate.items():
+        own = jax.tree.map(lambda x: x[g], stacked)
+        kept = rewards[-own.capacity_rows:]
+        assert int(own.size[e]) == len(kept)
+        stored = np.asarray(own.storage.reward[:, e])
+        # the ring holds exactly this BS's last transitions of env e, oldest overwritten first
+        assert sorted(stored[: len(kept)].tolist()) == sorted(kept)
+    batch = common.buffer_sample(jax.tree.map(lambda x: x[0], stacked), jax.random.PRNGKey(1), 256)
+    assert set(np.asarray(batch.rewards[:, 0]).tolist()) <= {r for (g, _), rs in separate.items() if g == 0 for r in rs}
+
+
+def test_per_bs_update_equals_separate_agents():
+    """vmap(update) over stacked BS agents = each agent updated on its own batch."""
+    cfg = dqn.Config(hidden=(8,), batch_size=4)
+    states = jax.vmap(lambda k: dqn.init(k, (6,), 31, cfg))(jax.random.split(jax.random.PRNGKey(0), 3))
+    batches = common.Batch(
+        obs=jax.random.normal(jax.random.PRNGKey(1), (3, 4, 6)),
+        action=jax.random.randint(jax.random.PRNGKey(2), (3, 4), 0, 31),
+        rewards=jax.random.normal(jax.random.PRNGKey(3), (3, 4, 1)),
+        next_obs=jax.random.normal(jax.random.PRNGKey(4), (3, 4, 6)),
+        num_steps=jnp.ones((3, 4), jnp.int32), terminated=jnp.zeros((3, 4), bool),
+    )  # fmt: skip
+    keys = jax.random.split(jax.random.PRNGKey(5), 3)
+    stacked, _ = jax.vmap(dqn.update)(states, batches, keys)
+    for g in range(3):
+        pick = lambda tree: jax.tree.map(lambda x: x[g], tree)  # noqa: E731
+        alone, _ = dqn.update(pick(states), pick(batches), keys[g])
+        for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(pick(stacked)), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_per_bs_policy_acts_with_the_deciding_bs_agent():
+    """BS g's network prefers action g; the greedy policy follows whoever decides."""
+    env, params = build_mec(TINY_AMCOEDGE, action_space="single")
+    trainer = make_trainer(TINY_DQN, env, params, 64, num_envs=2, num_chunks=1)
+    runner = trainer.init(jax.random.PRNGKey(0))
+    assert trainer.per_bs and jax.tree.leaves(runner.agent.q.params)[0].shape[0] == env.num_servers
+
+    def prefer_own_index(params):
+        last = sorted(params["params"])[-1]
+        layer = params["params"][last]
+        bias = jnp.eye(env.num_servers) * 10.0  # agent g: Q(·, g) = 10, others 0
+        return {"params": {**params["params"], last: {"kernel": jnp.zeros_like(layer["kernel"]), "bias": bias}}}
+
+    agent = runner.agent.replace(q=runner.agent.q.replace(params=prefer_own_index(runner.agent.q.params)))
+    policy = trainer.greedy_policy((agent, None))
+    _, state = env.reset(jax.random.PRNGKey(1), params)
+    for bs in range(env.num_servers):
+        at_bs = state.replace(position=jnp.int32(bs * env.max_tasks))
+        obs = env.get_obs(at_bs, params)
+        assert int(policy(jax.random.PRNGKey(2), obs, at_bs, params)) == bs
+
+
+def test_topk_target_is_the_jth_largest_next_value():
+    cfg = topk_dqn.Config(hidden=(8,), k=3, gamma=0.5)
+    state = topk_dqn.init(jax.random.PRNGKey(0), (4,), 5, cfg)
+    batch = common.Batch(
+        obs=jax.random.normal(jax.random.PRNGKey(1), (6, 4)),
+        action=jnp.array([[0, 1, 2], [4, 3, 2], [1, 0, 4], [2, 4, 0], [3, 1, 0], [0, 2, 4]]),
+        rewards=jnp.arange(6.0)[:, None] / 10, next_obs=jax.random.normal(jax.random.PRNGKey(2), (6, 4)),
+        num_steps=jnp.ones(6, jnp.int32), terminated=jnp.array([False] * 5 + [True]),
+    )  # fmt: skip
+    _, metrics = topk_dqn.update(state, batch, jax.random.PRNGKey(3))
+    q = np.asarray(state.q.apply_fn(state.q.params, batch.obs))
+    next_q = np.asarray(state.q.apply_fn(state.target_params, batch.next_obs))
+    expected = 0.0
+    for i in range(6):
+        ranked = np.sort(next_q[i])[::-1]
+        for j, server in enumerate(np.asarray(batch.action[i])):
+            bootstrap = 0.0 if i == 5 else 0.5 * ranked[j]
+            expected += (q[i, server] - (float(batch.rewards[i, 0]) + bootstrap)) ** 2
+    np.testing.assert_allclose(float(metrics["td_loss"]), expected / 18, rtol=1e-5)
+
+
+def test_topk_actions_map_to_their_server_set():
+    chosen = jnp.array([[3, 0, 4], [1, 2, 0]])
+    scores = topk_dqn.env_action(chosen, 5)
+    env, _ = build_mec({"scenario": "amcoedge"}, action_space="topk")
+    for row, servers in zip(scores, np.asarray(chosen)):
+        mask = np.asarray(env.actions.to_mask(row, jnp.int32(0)))
+        assert set(np.flatnonzero(mask)) == set(servers.tolist())
+    state = topk_dqn.init(jax.random.PRNGKey(0), (6,), 5, topk_dqn.Config(hidden=(8,)))
+    greedy = np.asarray(topk_dqn.act(state, jnp.ones((2, 6)), jax.random.PRNGKey(1), False))
+    q = np.asarray(state.q.apply_fn(state.q.params, jnp.ones((2, 6))))
+    np.testing.assert_array_equal(greedy[0], np.argsort(-q[0])[:3])
+
+
+@pytest.fixture(scope="module")
+def lad_run():
+    env, params = build_mec({"scenario": "ladts", "num_tasks": 2, "num_slots": 2, "capacity": [30.0, 40],
+                             "rate": [450.0, 470]})  # fmt: skip
+    trainer = make_trainer({"name": "lad", "per_bs": True, "learning_starts": 8, "train_every": 4,
+                            "batch_size": 4}, env, params, 192, num_envs=2, num_chunks=2)  # fmt: skip
+    runner = jax.jit(trainer.init)(jax.random.PRNGKey(0))
+    initial = np.asarray(runner.latent)
+    run_chunk = jax.jit(trainer.run_chunk)
+    runner, _ = run_chunk(runner, jnp.int32(0))
+    after_first = np.asarray(runner.latent)
+    runner, _ = run_chunk(runner, jnp.int32(1))
+    return env, params, initial, after_first, np.asarray(runner.latent)
+
+
+def test_latent_table_holds_one_probability_vector_per_cell(lad_run):
+    env, params, initial, _, final = lad_run
+    assert final.shape == (env.num_task_cells(params), env.num_servers)  # (slot, BS, index) cells
+    written = ~np.all(final == initial, axis=1)
+    assert written.sum() >= 4  # several cells visited
+    np.testing.assert_allclose(final[written].sum(axis=1), 1.0, rtol=1e-5)
+    assert np.all(final[written] >= 0)
+    assert len({tuple(row.round(6)) for row in final[written]}) > 1  # one vector per cell, not shared
+
+
+def test_latent_table_persists_across_episodes(lad_run):
+    _, _, initial, after_first, final = lad_run
+    # chunk 1 (96 steps on 2 envs) spans many 2-slot episodes; no reset back to N(0, 1)
+    written_first = ~np.all(after_first == initial, axis=1)
+    assert written_first.any()
+    assert not np.any(np.all(final[written_first] == initial[written_first], axis=1))
+
+
+def test_lad_chain_starts_from_the_latent():
+    state = lad.init(jax.random.PRNGKey(0), (4 + 3,), 3, lad.Config())
+    obs = jnp.concatenate([jnp.ones((2, 4)), jnp.array([[5.0, -5.0, 0.0], [-5.0, 5.0, 0.0]])], axis=1)
+    key = jax.random.PRNGKey(1)
+    probs = np.asarray(lad.policy(state, state.actor.params, obs, key))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(probs[0], probs[1])  # same state, same noise, different start
