@@ -2,6 +2,7 @@
 
   env     environment decisions per second (random actions), vs the NumPy reference
   train   environment steps per second of each agent, including updates
+  decide  wall time per scheduling decision (p50 / p99) of each scheduler and policy, and vs B
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = {"env": "ddrl.benchmarks.env", "train": "ddrl.benchmarks.train"}
+BENCHMARKS = {
+    "env": "ddrl.benchmarks.env",
+    "train": "ddrl.benchmarks.train",
+    "decide": "ddrl.benchmarks.decide",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,355 @@
+"""Decision latency: wall time of one scheduling decision on this machine, after compilation.
+
+What is timed is the policy call only — `scheduler.act(key, obs, state, params)` or
+`agent.act(agent_state, obs, key, explore=False)` — given the observation and environment
+state of a real mid-episode task (the environment is first stepped with random actions for
+`--warmup-slots` slots' worth of tasks; the observation itself is not part of the time).
+Each timed call is one jitted call followed by `block_until_ready`; the figures are the
+50th and 99th percentiles over the repeated calls, in microseconds per task.
+
+Two modes:
+  one   one task per jitted call: the latency a scheduler would see for one task;
+  slot  `--slot-tasks` (75: one slot of amcoedge, 5 BS x 50 x 0.3) consecutive tasks of the
+        same rollout vmapped in one call; the call time is divided by the number of tasks.
+
+Two sections (`what`):
+  amcoedge  the amcoedge scenario (conf/env/mec_amcoedge.yaml, B = 5 edge servers): the
+            schedulers random, local and optimal_myopic (subset space) and randcoedge (pair
+            space); learned policies with freshly initialised weights (the time does not
+            depend on training): dqn with hidden [20, 20, 20] over the subset space (the
+            authors' DRL-AMSA network), d2sac with denoiser [64, 64] over the subset space
+            (DDRL-AMSA) and over the single space (DDRL-ATS); and `noop`, a jitted function
+            returning obs[0], the dispatch floor every other figure includes.
+  scaling   B edge servers (capacities and rates spread evenly over the amcoedge ranges,
+            N = 50 tasks per BS): the exact `cwa` split of a task over all B servers,
+            optimal_myopic over the single space (B candidates), d2sac over the single space
+            (B outputs) and over the subset space (2^B - 1 outputs, only for
+            B <= --max-subset-servers; above it the line says "skipped").
+
+Learned policies get their network weights as the call's argument (the rest of the agent
+state — optimiser moments, schedules — is fixed at trace time); the environment parameters
+are fixed at trace time for every scheduler.
+
+    python -m ddrl.bench decide [--quick] [--only cwa d2sac] [--what scaling] [--modes one]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from ddrl import agents
+from ddrl.envs import allocation
+from ddrl.envs.actions import MAX_SUBSET_SERVERS
+from ddrl.envs.mec import MEC, MECParams, MECState
+from ddrl.envs.scenarios import SCENARIOS, build_mec
+from ddrl.schedulers import make_scheduler
+
+ENV_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "env" / "mec_amcoedge.yaml"
+SECTIONS = ("amcoedge", "scaling")
+MODES = ("one", "slot")
+# Scheduler -> action space it is timed in (amcoedge section).
+SCHEDULER_SPACES = {"random": "subset", "randcoedge": "pair", "local": "subset", "optimal_myopic": "subset"}
+# Agent module -> field of its state holding the acting network's TrainState.
+NETWORK_FIELD = {"dqn": "q", "d2sac": "actor"}
+
+# A per-task function `(shared, task) -> action`: `shared` (network weights or None) is the
+# same for every task of a call, `task` is a pytree of one task's inputs.
+PerTask = Callable[[Any, Any], jax.Array]
+
+
+@dataclass(frozen=True)
+class Learned:
+    """A learned policy: agent module name, action space and network widths."""
+
+    method: str  # the published method it stands for
+    agent: str
+    space: str
+    hidden: tuple[int, ...]
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        width_field = {"dqn": "hidden", "d2sac": "denoiser_hidden"}[self.agent]
+        return {"name": self.agent, width_field: list(self.hidden)}
+
+
+AMCOEDGE_LEARNED = (
+    Learned("DRL-AMSA", "dqn", "subset", (20, 20, 20)),
+    Learned("DDRL-AMSA", "d2sac", "subset", (64, 64)),
+    Learned("DDRL-ATS", "d2sac", "single", (64, 64)),
+)
+SCALING_D2SAC_HIDDEN = (64, 64)
+NAMES = ("noop", *SCHEDULER_SPACES, "dqn", "d2sac", "cwa")  # what --only can pick
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Command-line choices shared by every measurement."""
+
+    calls: int  # timed calls per setting (at most)
+    seconds: float  # time budget per setting; at least `min_calls` calls are made anyway
+    min_calls: int
+    slot_tasks: int
+    warmup_slots: int
+    modes: tuple[str, ...]
+    only: frozenset[str] | None  # scheduler names to run (None: all)
+
+    def wants(self, scheduler: str) -> bool:
+        return self.only is None or scheduler in self.only
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """Consecutive tasks of one random-action rollout; every leaf has a leading task axis."""
+
+    keys: jax.Array
+    obs: jax.Array
+    states: MECState
+
+
+def load_env_config(**overrides: Any) -> DictConfig:
+    """conf/env/mec_amcoedge.yaml with `overrides` merged in."""
+    cfg = OmegaConf.merge(OmegaConf.load(ENV_CONFIG), overrides)
+    assert isinstance(cfg, DictConfig)
+    return cfg
+
+
+def spread_servers(num_servers: int) -> dict[str, list[float]]:
+    """Capacities and rates of `num_servers` ESs, evenly over the amcoedge ranges."""
+    params = SCENARIOS["amcoedge"].params
+    return {
+        name: np.linspace(min(params[name]), max(params[name]), num_servers).round(3).tolist()
+        for name in ("capacity", "rate")
+    }
+
+
+def rollout_tasks(env: MEC, params: MECParams, key: jax.Array, settings: Settings) -> Tasks:
+    """`settings.slot_tasks` consecutive tasks after `warmup_slots` slots of random actions."""
+    per_slot = env.num_servers * env.max_tasks * float(params.arrival_prob)
+    warmup_steps = max(1, math.ceil(settings.warmup_slots * per_slot))
+
+    def step(state, step_key):
+        action_key, env_key = jax.random.split(step_key)
+        obs, state, *_ = env.step(env_key, state, env.actions.sample(action_key), params)
+        return state, (obs, state)
+
+    @jax.jit
+    def run(key: jax.Array) -> tuple[jax.Array, MECState]:
+        reset_key, steps_key = jax.random.split(key)
+        _, state = env.reset(reset_key, params)
+        # one scan (one compilation of `step`); only the last `slot_tasks` steps are kept
+        step_keys = jax.random.split(steps_key, warmup_steps + settings.slot_tasks)
+        _, visited = jax.lax.scan(step, state, step_keys)
+        return jax.tree.map(lambda x: x[warmup_steps:], visited)
+
+    obs, states = jax.block_until_ready(run(key))
+    keys = jax.random.split(jax.random.fold_in(key, 1), settings.slot_tasks)
+    return Tasks(keys=keys, obs=obs, states=states)
+
+
+def time_calls(per_task: PerTask, shared: Any, tasks: Any, mode: str, settings: Settings) -> dict[str, Any]:
+    """p50 / p99 wall time per task of jitted calls in `mode`, and the compile time."""
+    if mode == "one":
+        fn, inputs, per_call = per_task, jax.tree.map(lambda x: x[0], tasks), 1
+    else:
+        fn, inputs, per_call = jax.vmap(per_task, in_axes=(None, 0)), tasks, settings.slot_tasks
+    jitted = jax.jit(fn)
+    started = time.perf_counter()
+    jax.block_until_ready(jitted(shared, inputs))
+    compile_s = time.perf_counter() - started
+    for _ in range(3):
+        jax.block_until_ready(jitted(shared, inputs))
+
+    times_ns: list[int] = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        budget_end = time.perf_counter_ns() + int(settings.seconds * 1e9)
+        while len(times_ns) < settings.calls and (
+            len(times_ns) < settings.min_calls or time.perf_counter_ns() < budget_end
+        ):
+            started_ns = time.perf_counter_ns()
+            jax.block_until_ready(jitted(shared, inputs))
+            times_ns.append(time.perf_counter_ns() - started_ns)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    p50, p99 = np.percentile(np.asarray(times_ns) / 1e3 / per_call, [50, 99])
+    return {
+        "mode": mode,
+        "tasks_per_call": per_call,
+        "p50_us": round(float(p50), 3),
+        "p99_us": round(float(p99), 3),
+        "calls": len(times_ns),
+        "compile_s": round(compile_s, 3),
+    }
+
+
+def scheduler_per_task(name: str, env: MEC, params: MECParams) -> PerTask:
+    """`make_scheduler(name, env)` on one task (key, obs, state); no shared argument."""
+    act = make_scheduler(name, env)
+
+    def per_task(shared: None, task: tuple[jax.Array, jax.Array, Any]) -> jax.Array:
+        key, obs, state = task
+        return act(key, obs, state, params)
+
+    return per_task
+
+
+def learned_per_task(learned: Learned, env: MEC, obs_shape: tuple[int, ...]) -> tuple[PerTask, Any]:
+    """Greedy `agent.act` on one task (key, obs), and the network weights it takes as `shared`."""
+    module: ModuleType = agents.get(learned.agent)
+    cfg = agents.make_config(learned.agent, learned.overrides)
+    agent_state = module.init(jax.random.PRNGKey(0), obs_shape, env.actions.num_actions, cfg)
+    field = NETWORK_FIELD[learned.agent]
+    network = getattr(agent_state, field)
+
+    def per_task(weights: Any, task: tuple[jax.Array, jax.Array]) -> jax.Array:
+        key, obs = task
+        state = agent_state.replace(**{field: network.replace(params=weights)})
+        return module.act(state, obs, key, False)
+
+    return per_task, network.params
+
+
+def noop_per_task(shared: None, task: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """Returns obs[0]: the cost of a jitted call with a task's inputs, and nothing else."""
+    return task[1][0]
+
+
+def cwa_per_task(shared: None, task: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """Exact CWA split of one task over every server."""
+    wait, cost = task
+    return allocation.allocate("cwa", wait, cost, jnp.ones(wait.shape, bool))
+
+
+def _line(what: str, scheduler: str, space: str | None, hidden: Sequence[int] | None, num_servers: int,
+          **fields: Any) -> dict[str, Any]:
+    return {
+        "bench": "decide", "what": what, "scheduler": scheduler, "space": space,
+        "hidden": None if hidden is None else list(hidden), "B": num_servers, **fields,
+        "backend": jax.default_backend(),
+    }
+
+
+def amcoedge_section(settings: Settings) -> Iterator[dict[str, Any]]:
+    """Every scheduler and learned policy on amcoedge (B = 5)."""
+    if not any(settings.wants(name) for name in NAMES if name != "cwa"):
+        return
+    cfg = load_env_config()
+    env, params = build_mec(cfg)
+    tasks = rollout_tasks(env, params, jax.random.PRNGKey(0), settings)
+    B = env.num_servers
+
+    if settings.wants("noop"):
+        for mode in settings.modes:
+            timing = time_calls(noop_per_task, None, (tasks.keys, tasks.obs), mode, settings)
+            yield _line("amcoedge", "noop", None, None, B, **timing)
+    for name, space in SCHEDULER_SPACES.items():
+        if not settings.wants(name):
+            continue
+        space_env, _ = build_mec(cfg, action_space=space)
+        per_task = scheduler_per_task(name, space_env, params)
+        for mode in settings.modes:
+            timing = time_calls(per_task, None, (tasks.keys, tasks.obs, tasks.states), mode, settings)
+            yield _line("amcoedge", name, space, None, B, **timing)
+    for learned in AMCOEDGE_LEARNED:
+        if not settings.wants(learned.agent):
+            continue
+        space_env, _ = build_mec(cfg, action_space=learned.space)
+        per_task, weights = learned_per_task(learned, space_env, tasks.obs.shape[1:])
+        for mode in settings.modes:
+            timing = time_calls(per_task, weights, (tasks.keys, tasks.obs), mode, settings)
+            yield _line("amcoedge", learned.agent, learned.space, learned.hidden, B,
+                        method=learned.method, **timing)
+
+
+def scaling_section(settings: Settings, server_counts: Sequence[int], max_subset_servers: int
+                    ) -> Iterator[dict[str, Any]]:
+    """cwa, optimal_myopic (single) and d2sac (single, subset) against the number of ESs B."""
+    hidden = SCALING_D2SAC_HIDDEN
+    for B in server_counts:
+        cfg = load_env_config(**spread_servers(B))
+        env, params = build_mec(cfg, action_space="single")
+        tasks = rollout_tasks(env, params, jax.random.PRNGKey(B), settings)
+
+        if settings.wants("cwa"):
+            wait, cost = jax.vmap(env.wait_and_cost, (0, None))(tasks.states, params)
+            for mode in settings.modes:
+                timing = time_calls(cwa_per_task, None, (wait, cost), mode, settings)
+                yield _line("scaling", "cwa", None, None, B, **timing)
+        if settings.wants("optimal_myopic"):
+            per_task = scheduler_per_task("optimal_myopic", env, params)
+            for mode in settings.modes:
+                timing = time_calls(per_task, None, (tasks.keys, tasks.obs, tasks.states), mode, settings)
+                yield _line("scaling", "optimal_myopic", "single", None, B, **timing)
+        if not settings.wants("d2sac"):
+            continue
+        for space, method in (("single", "DDRL-ATS"), ("subset", "DDRL-AMSA")):
+            if space == "subset" and B > min(max_subset_servers, MAX_SUBSET_SERVERS):
+                for mode in settings.modes:
+                    yield _line("scaling", "d2sac", space, hidden, B, method=method, mode=mode,
+                                skipped="2^B-1 outputs")
+                continue
+            space_env, _ = build_mec(cfg, action_space=space)
+            learned = Learned(method, "d2sac", space, hidden)
+            per_task, weights = learned_per_task(learned, space_env, tasks.obs.shape[1:])
+            for mode in settings.modes:
+                timing = time_calls(per_task, weights, (tasks.keys, tasks.obs), mode, settings)
+                yield _line("scaling", "d2sac", space, hidden, B, method=method, **timing)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ddrl.bench decide", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="few calls per setting and B in {5, 10} only (for tests)")
+    parser.add_argument("--what", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME",
+                        help=f"run only these schedulers / agents: {', '.join(NAMES)}")
+    parser.add_argument("--servers", nargs="+", type=int, default=None,
+                        help="B values of the scaling section (default 5 10 20 50; --quick: 5 10)")
+    parser.add_argument("--max-subset-servers", type=int, default=10,
+                        help="largest B at which the subset space (2^B - 1 outputs) is timed")
+    parser.add_argument("--calls", type=int, default=None,
+                        help="timed calls per setting (default 1000; --quick: 30)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="time budget per setting (default 1.0; --quick: 0.1)")
+    parser.add_argument("--slot-tasks", type=int, default=75, help="tasks per call in slot mode")
+    parser.add_argument("--warmup-slots", type=int, default=4, help="slots of random actions before timing")
+    args = parser.parse_args(argv)
+
+    settings = Settings(
+        calls=args.calls or (30 if args.quick else 1000),
+        seconds=args.seconds or (0.1 if args.quick else 1.0),
+        min_calls=10 if args.quick else 100,
+        slot_tasks=args.slot_tasks,
+        warmup_slots=args.warmup_slots,
+        modes=tuple(args.modes),
+        only=None if args.only is None else frozenset(args.only),
+    )
+    server_counts = args.servers or ([5, 10] if args.quick else [5, 10, 20, 50])
+    lines: list[Iterator[dict[str, Any]]] = []
+    if "amcoedge" in args.what:
+        lines.append(amcoedge_section(settings))
+    if "scaling" in args.what:
+        lines.append(scaling_section(settings, server_counts, args.max_subset_servers))
+    for section in lines:
+        for line in section:
+            print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
