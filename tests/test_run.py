@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
+import cli
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ddrl.run", *overrides, f"hydra.run.dir={cwd}/run"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+    return cli.run_cli(*overrides, run_dir=cwd / "run", timeout=300)
 
 
 @pytest.mark.parametrize(

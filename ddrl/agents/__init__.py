@@ -8,11 +8,12 @@ import dataclasses
 from types import ModuleType
 from typing import Any
 
-from ddrl.agents import common, d2sac, dqn, lad, ppo, sac, topk_dqn
+from ddrl.agents import common, d2sac, dqn, factored_d2sac, lad, ppo, sac, topk_dqn
 
 REGISTRY: dict[str, ModuleType] = {
     "d2sac": d2sac,
     "d2sac_published": d2sac,
+    "d2sac_factored": factored_d2sac,
     "dqn": dqn,
     "lad": lad,
     "sac": sac,

@@ -290,19 +290,29 @@ def soft_state_value(
     return value
 
 
-def twin_q_loss(critic_params: Any, critic: TrainState, batch: Batch, target: jax.Array):
-    """Mean squared TD error of both Q-networks at the taken actions."""
+def taken_value(q: jax.Array, action: jax.Array) -> jax.Array:
+    """Q(s, a) of a discrete action index: the head's entry at `action`."""
+    return jnp.take_along_axis(q, action[:, None].astype(jnp.int32), axis=-1)[:, 0]
+
+
+def twin_q_loss(critic_params: Any, critic: TrainState, batch: Batch, target: jax.Array,
+                action_value: Any = taken_value):
+    """Mean squared TD error of both Q-networks at the taken actions.
+
+    `action_value(q_head, action)` reads Q(s, a) off a critic head (default: the entry of a
+    discrete action; a factored action combines several entries)."""
     q1, q2 = critic.apply_fn(critic_params, batch.obs)
-    action = batch.action[:, None].astype(jnp.int32)
-    q1_a = jnp.take_along_axis(q1, action, axis=-1)[:, 0]
-    q2_a = jnp.take_along_axis(q2, action, axis=-1)[:, 0]
+    q1_a, q2_a = action_value(q1, batch.action), action_value(q2, batch.action)
     loss = jnp.mean((q1_a - target) ** 2) + jnp.mean((q2_a - target) ** 2)
     return loss, {"critic_loss": loss, "q_mean": jnp.mean(q1_a)}
 
 
-def critic_step(critic: TrainState, batch: Batch, target: jax.Array) -> tuple[TrainState, dict]:
+def critic_step(critic: TrainState, batch: Batch, target: jax.Array,
+                action_value: Any = taken_value) -> tuple[TrainState, dict]:
     """One gradient step of the twin critic towards a fixed `target`."""
-    grads, metrics = jax.grad(twin_q_loss, has_aux=True)(critic.params, critic, batch, target)
+    grads, metrics = jax.grad(twin_q_loss, has_aux=True)(
+        critic.params, critic, batch, target, action_value
+    )
     return critic.apply_gradients(grads=grads), metrics
 
 

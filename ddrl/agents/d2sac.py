@@ -139,10 +139,12 @@ def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[Agen
     return soft_update(state, batch, key, policy, lambda obs: obs)
 
 
-def soft_update(state: AgentState, batch: common.Batch, key: jax.Array, policy_fn, critic_input):
+def soft_update(state: AgentState, batch: common.Batch, key: jax.Array, policy_fn, critic_input,
+                action_value=common.taken_value):
     """`update` with the policy `policy_fn(state, actor_params, obs, key) -> probs` and the
     critic reading `critic_input(obs)` (LAD-TS: its observations carry a latent start vector
-    that only the actor reads)."""
+    that only the actor reads) and valuing taken actions with `action_value(q, action)`
+    (factored actions)."""
     key_target, key_actor = jax.random.split(key)
     alpha = common.current_alpha(state.log_alpha)
     reward, bootstrap = common.nstep_target(batch, state.hyper.gamma)
@@ -152,7 +154,7 @@ def soft_update(state: AgentState, batch: common.Batch, key: jax.Array, policy_f
     next_value = common.soft_state_value(next_probs, next_q, alpha, state.soft_target)
     target = jax.lax.stop_gradient(reward + bootstrap * next_value)
     critic_batch = batch.replace(obs=critic_input(batch.obs))
-    critic, metrics = common.critic_step(state.critic, critic_batch, target)
+    critic, metrics = common.critic_step(state.critic, critic_batch, target, action_value)
 
     actor, log_alpha, actor_metrics = common.actor_and_alpha_step(
         state.actor, state.log_alpha, critic, critic_batch.obs,

@@ -23,8 +23,9 @@ Two sections (`what`):
   scaling   B edge servers (capacities and rates spread evenly over the amcoedge ranges,
             N = 50 tasks per BS): the exact `cwa` split of a task over all B servers,
             optimal_myopic over the single space (B candidates), d2sac over the single space
-            (B outputs) and over the subset space (2^B - 1 outputs, only for
-            B <= --max-subset-servers; above it the line says "skipped").
+            (B outputs), over the subset space (2^B - 1 outputs, only for
+            B <= --max-subset-servers; above it the line says "skipped") and with the
+            factored set action (d2sac_factored: 2B outputs, any B).
 
 Learned policies get their network weights as the call's argument (the rest of the agent
 state — optimiser moments, schedules — is fixed at trace time); the environment parameters
@@ -63,7 +64,7 @@ MODES = ("one", "slot")
 # Scheduler -> action space it is timed in (amcoedge section).
 SCHEDULER_SPACES = {"random": "subset", "randcoedge": "pair", "local": "subset", "optimal_myopic": "subset"}
 # Agent module -> field of its state holding the acting network's TrainState.
-NETWORK_FIELD = {"dqn": "q", "d2sac": "actor"}
+NETWORK_FIELD = {"dqn": "q", "d2sac": "actor", "d2sac_factored": "actor"}
 
 # A per-task function `(shared, task) -> action`: `shared` (network weights or None) is the
 # same for every task of a call, `task` is a pytree of one task's inputs.
@@ -81,7 +82,7 @@ class Learned:
 
     @property
     def overrides(self) -> dict[str, Any]:
-        width_field = {"dqn": "hidden", "d2sac": "denoiser_hidden"}[self.agent]
+        width_field = {"dqn": "hidden", "d2sac": "denoiser_hidden", "d2sac_factored": "denoiser_hidden"}[self.agent]
         return {"name": self.agent, width_field: list(self.hidden)}
 
 
@@ -297,18 +298,19 @@ def scaling_section(settings: Settings, server_counts: Sequence[int], max_subset
                 yield _line("scaling", "optimal_myopic", "single", None, B, **timing)
         if not settings.wants("d2sac"):
             continue
-        for space, method in (("single", "DDRL-ATS"), ("subset", "DDRL-AMSA")):
+        for agent, space, method in (("d2sac", "single", "DDRL-ATS"), ("d2sac", "subset", "DDRL-AMSA"),
+                                     ("d2sac_factored", "mask", "DDRL-AMSA (factored)")):  # fmt: skip
             if space == "subset" and B > min(max_subset_servers, MAX_SUBSET_SERVERS):
                 for mode in settings.modes:
-                    yield _line("scaling", "d2sac", space, hidden, B, method=method, mode=mode,
+                    yield _line("scaling", agent, space, hidden, B, method=method, mode=mode,
                                 skipped="2^B-1 outputs")
                 continue
             space_env, _ = build_mec(cfg, action_space=space)
-            learned = Learned(method, "d2sac", space, hidden)
+            learned = Learned(method, agent, space, hidden)
             per_task, weights = learned_per_task(learned, space_env, tasks.obs.shape[1:])
             for mode in settings.modes:
                 timing = time_calls(per_task, weights, (tasks.keys, tasks.obs), mode, settings)
-                yield _line("scaling", "d2sac", space, hidden, B, method=method, **timing)
+                yield _line("scaling", agent, space, hidden, B, method=method, **timing)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -440,3 +440,43 @@ def slot_make_spans_of_schedule(
         slot_load = slot_load + x[k] * tasks.workload[k]
         tx_busy[b] += np.sum(np.where(remote, x[k] * tasks.data_size[k] / system.rate, 0.0))
     return make_spans
+
+
+def rollout_slots(env, params, policy, key, num_steps: int, tasks_per_slot: int) -> list[tuple[SlotTasks, SlotSystem]]:
+    """Slots met by `policy` in one rollout of `num_steps` decisions of a `MEC` env.
+
+    For every slot whose first task is seen: the system at that moment (queues, transmitter
+    backlogs, capacities) and its first `tasks_per_slot` tasks in decision order, i.e. the
+    slot-start problems `solve_slot` compares schedulers on (clean preset; no deadlines).
+    """
+    import jax
+
+    def step(state, step_key):
+        act_key, env_key = jax.random.split(step_key)
+        record = (state.slot, env.deciding_bs(state), state.data_size, state.workload,
+                  state.result_size, state.queue, state.tx_busy, state.capacity_factor,
+                  state.slot_load)  # fmt: skip
+        action = policy(act_key, env.get_obs(state, params), state, params)
+        _, state, *_ = env.step(env_key, state, action, params)
+        return state, record
+
+    @jax.jit
+    def run(key):
+        reset_key, steps_key = jax.random.split(key)
+        _, state = env.reset(reset_key, params)
+        return jax.lax.scan(step, state, jax.random.split(steps_key, num_steps))[1]
+
+    slot, bs, data, work, result, queue, tx_busy, factor, slot_load = (
+        np.asarray(x) for x in run(key)
+    )
+    capacity, rate = np.asarray(params.capacity, float), np.asarray(params.rate, float)
+    problems = []
+    for start in np.flatnonzero(np.all(slot_load == 0, axis=1)):
+        if start > 0 and slot[start] == slot[start - 1]:
+            continue  # not the slot's first task (nothing assigned yet by coincidence)
+        same = np.flatnonzero(slot[start:start + tasks_per_slot] == slot[start]) + start
+        if same.size < tasks_per_slot:
+            continue
+        system = SlotSystem(queue[start], tx_busy[start], capacity * factor[start], rate)
+        problems.append((SlotTasks(bs[same], data[same], work[same], result[same]), system))
+    return problems
