@@ -1,0 +1,20 @@
+"""The ats experiment (LAD-TS's table) composes and runs its smoke budget end to end.
+
+Its own module so that, with one pytest worker per core, it runs beside the amsa smoke test.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cli import run_cli
+
+
+def test_ats_smoke_runs_lad_ts_with_its_latent_table(tmp_path):
+    run_dir = tmp_path / "ats"
+    result = run_cli("+experiment=ats", "budget=smoke", "logger=none", "only=[lad_ts,opt_ts]",
+                     "env.num_slots=5", "milp=null", run_dir=run_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {m["name"] for m in summary["methods"]} == {"lad_ts", "opt_ts"}
+    assert "7.4000" in (run_dir / "results.md").read_text()  # Opt-TS's figure from REFERENCES.md
