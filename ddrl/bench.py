@@ -3,6 +3,7 @@
   env     environment decisions per second (random actions), vs the NumPy reference
   train   environment steps per second of each agent, including updates
   decide  wall time per scheduling decision (p50 / p99) of each scheduler and policy, and vs B
+  hpsearch  16 settings × 5 seeds in one compiled program vs one program per run
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ BENCHMARKS = {
     "env": "ddrl.benchmarks.env",
     "train": "ddrl.benchmarks.train",
     "decide": "ddrl.benchmarks.decide",
+    "hpsearch": "ddrl.benchmarks.hpsearch",
 }
 
 

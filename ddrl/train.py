@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import pathlib
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -97,7 +98,7 @@ def make_train(algo_cfg, env, env_params, train_steps: int, num_envs: int | None
 
 # Algo-config keys that are not agent hyper-parameters: read by the training loop
 # (per_bs) or by the experiment that builds the environment and tables.
-TRAINER_KEYS = ("per_bs", "action_space", "label", "views")
+TRAINER_KEYS = ("per_bs", "action_space", "label", "views", "decisions_per_slot")
 
 
 def make_trainer(
@@ -117,7 +118,11 @@ def make_trainer(
     agent's `num_envs` (PPO) or 1. The run takes `train_steps` environment steps (rounded
     down to whole iterations of every chunk). `eval_episodes > 0` adds a greedy
     evaluation at the end of each chunk. `train(key, hparams)` accepts a dict of numeric
-    hyper-parameter overrides (arrays, so that they can be vmapped, e.g. learning rates).
+    hyper-parameter overrides (arrays, so that they can be vmapped, e.g. learning rates):
+    only the agent's `HPARAMS` (learning rates, α, γ, τ, ...); any other name, or a value
+    that is not numeric, is a `ValueError` when the program is traced, before compiling.
+    The diffusion steps T, widths and batch sizes set shapes: they are not vmappable
+    (`ddrl.hpsearch.grid_search` compiles one program per value of such a field).
     """
     name = algo_cfg["name"]
     agent = agents.get(name)
@@ -218,7 +223,10 @@ def make_trainer(
 
         return policy
 
+    vmappable = tuple(getattr(agent, "HPARAMS", ()))
+
     def init(key: jax.Array, hparams: dict | None = None) -> RunnerState:
+        common.check_hparams(name, config, vmappable, hparams)  # at trace time, before compiling
         cfg = dataclasses.replace(config, **(hparams or {}))
         key_agent, key_reset, key_run = jax.random.split(key, 3)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
@@ -499,6 +507,38 @@ class NonFiniteLossError(FloatingPointError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def check_hparams(trainer: Trainer, hparams: dict | None) -> None:
+    """Raise a clear `ValueError` unless `hparams` can be vmapped into `trainer`'s agent."""
+    name = trainer.agent.__name__.rsplit(".", 1)[-1]
+    vmappable = tuple(getattr(trainer.agent, "HPARAMS", ()))
+    common.check_hparams(name, trainer.config, vmappable, hparams)
+
+
+def batch_sharding(size: int, axis_name: str = "seeds") -> jax.sharding.NamedSharding | None:
+    """A sharding of a leading batch axis of `size` (seeds, or settings × seeds) over all
+    local devices, or None: one device, or `size` does not divide evenly over them (then a
+    warning says the run stays on one device)."""
+    devices = jax.local_devices()
+    if len(devices) < 2:
+        return None
+    if size % len(devices):
+        warnings.warn(
+            f"{size} runs do not divide evenly over {len(devices)} devices: "
+            f"not sharding, everything runs on {devices[0]}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    mesh = jax.sharding.Mesh(np.asarray(devices), (axis_name,))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis_name))
+
+
+def shard(tree: Any, sharding: jax.sharding.NamedSharding | None) -> Any:
+    """Place every leaf's leading axis on `sharding` (no-op for None); jit then partitions
+    the vmapped program over the devices, each running its share of the batch."""
+    return tree if sharding is None else jax.device_put(tree, sharding)
+
+
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     """Keys of the seeds of a run: seed i uses fold_in(PRNGKey(seed), i)."""
     base = jax.random.PRNGKey(seed)
@@ -517,6 +557,7 @@ def run_training(
     progress: bool = True,
     desc: str = "",
     max_chunks: int | None = None,
+    sharded: bool = True,
 ) -> tuple[RunnerState, dict[str, np.ndarray]]:
     """Run `trainer` for `num_seeds` vmapped seeds, chunk by chunk, on the host.
 
@@ -525,14 +566,21 @@ def run_training(
     `resume=True` continues from the latest checkpoint there and gives the same result
     as an uninterrupted run. `max_chunks` stops early (for tests of resume). A NaN or
     infinite loss raises `NonFiniteLossError` naming the metric and step; the checkpoint
-    of the last good chunk stays on disk.
+    of the last good chunk stays on disk. `hparams` (arrays with a leading seed axis) are
+    checked before anything is compiled. With several local devices (`sharded=True`) the
+    seed axis is sharded over them when `num_seeds` divides evenly (else a warning, and
+    one device); the results are those of the unsharded run.
     """
     import orbax.checkpoint as ocp
     from tqdm.auto import tqdm
 
-    keys = seed_keys(seed, num_seeds)
+    check_hparams(trainer, hparams)
+    sharding = batch_sharding(num_seeds) if sharded else None
+    keys = shard(seed_keys(seed, num_seeds), sharding)
+    if hparams is not None:
+        hparams = shard({k: jnp.asarray(v) for k, v in hparams.items()}, sharding)
     run_chunk = trainer.batched_run_chunk
-    runner = trainer.batched_init(keys, hparams)
+    runner = shard(trainer.batched_init(keys, hparams), sharding)
     history: dict[str, np.ndarray] = {}
     start_chunk = 0
 
@@ -554,7 +602,7 @@ def run_training(
                 },
             }
             restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
-            runner = restored["runner"]
+            runner = shard(restored["runner"], sharding)
             history = {k: np.asarray(v) for k, v in restored["history"].items()}
             start_chunk = latest
 
@@ -571,6 +619,7 @@ def run_training(
         for chunk in range(start_chunk, end_chunk):
             started = time.perf_counter()
             runner, metrics = run_chunk(runner, jnp.int32(chunk))
+            runner = shard(runner, sharding)  # keep the seed axis split (a no-op if it is)
             metrics = jax.tree.map(np.asarray, jax.device_get(metrics))
             elapsed = time.perf_counter() - started
             step = (chunk + 1) * trainer.steps_per_chunk

@@ -9,6 +9,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training.train_state import TrainState
 
@@ -37,6 +38,54 @@ def config_from(config_cls: type, cfg: Any) -> Any:
     if unknown:
         raise ValueError(f"{config_cls.__module__}: unknown hyper-parameters {unknown}")
     return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def check_hparams(agent_name: str, config: Any, vmappable: tuple[str, ...], hparams: Any) -> None:
+    """Raise a clear `ValueError` unless `hparams` can be traced into `config`.
+
+    `hparams` maps hyper-parameter names to numbers or numeric arrays (possibly traced).
+    Every name must be one of the agent's `vmappable` fields (the numeric ones that reach
+    the program only as arrays: learning rates, α, γ, ...). Fields that set a shape or
+    Python control flow (network widths, batch size, diffusion steps T, flags) cannot be
+    traced: they belong in the algo config, one compiled program per value. Checks names
+    and dtypes only, so it runs on tracers too, before anything is compiled.
+    """
+    if hparams is None:
+        return
+    if not isinstance(hparams, Mapping):
+        raise ValueError(
+            f"{agent_name}: hyper-parameters must be a dict, got {type(hparams).__name__}"
+        )
+    known = {f.name for f in dataclasses.fields(config)}
+    for name, value in hparams.items():
+        if name not in known:
+            raise ValueError(
+                f"{agent_name}: unknown hyper-parameter {name!r}; "
+                f"vmappable ones: {sorted(vmappable)}"
+            )
+        if name not in vmappable:
+            raise ValueError(
+                f"{agent_name}: hyper-parameter {name!r} sets a shape or Python control flow and "
+                f"cannot be vmapped; set it in the algo config (one compiled program per value, "
+                f"e.g. a Hydra multirun). Vmappable ones: {sorted(vmappable)}"
+            )
+        if not _is_numeric(value):
+            raise ValueError(
+                f"{agent_name}: hyper-parameter {name!r} must be a number or a numeric array, "
+                f"got {value!r}"
+            )
+
+
+def _is_numeric(value: Any) -> bool:
+    """A real number or an array of real numbers (not bool, not a string)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and (
+        jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)
+    )
 
 
 # ----------------------------------------------------------------------------- replay

@@ -13,6 +13,12 @@ from ddrl.agents import common
 from ddrl.nets import MLP
 
 KIND = "off_policy"
+# Numeric hyper-parameters that reach the program only as arrays (vmappable in
+# `train(key, hparams)`); the other fields set shapes or Python branches.
+HPARAMS = (
+    "learning_rate", "weight_decay", "gamma", "tau", "eps_start", "eps_end",
+    "exploration_fraction", "exploration_steps", "exploration_start",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +96,11 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
     )
 
 
-def decay_steps(cfg: Config) -> float:
-    """Env steps over which ε decays: `exploration_steps`, else a share of the run."""
-    if cfg.exploration_steps > 0:
-        return float(cfg.exploration_steps)
-    return cfg.exploration_fraction * cfg.total_steps
+def decay_steps(cfg: Config) -> jax.Array:
+    """Env steps over which ε decays: `exploration_steps` if > 0, else a share of the run
+    (a `where`, not an `if`, so that both may be traced)."""
+    steps = common.as_float(cfg.exploration_steps)
+    return jnp.where(steps > 0, steps, common.as_float(cfg.exploration_fraction * cfg.total_steps))
 
 
 def epsilon(state: AgentState) -> jax.Array:

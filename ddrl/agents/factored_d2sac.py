@@ -24,6 +24,7 @@ from ddrl.agents.d2sac import AgentState, Config  # noqa: F401  (Config: the age
 from ddrl.nets import sample
 
 KIND = "off_policy"
+HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:

@@ -23,6 +23,7 @@ from ddrl.agents.d2sac import AgentState
 from ddrl.nets import sample
 
 KIND = "off_policy"
+HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
 USES_LATENT = True  # the training loop keeps the latent table and appends latents to obs
 
 

@@ -15,6 +15,13 @@ from ddrl.agents import common
 from ddrl.nets import MLP, TwinQ
 
 KIND = "off_policy"
+# Numeric hyper-parameters that reach the program only as arrays, so `train(key, hparams)`
+# can vmap them (learning rates via the optimiser state, α as the initial log α); the other
+# fields (widths, batch size, flags) set shapes or Python branches.
+HPARAMS = (
+    "actor_lr", "critic_lr", "alpha_lr", "weight_decay", "gamma", "tau", "alpha",
+    "target_entropy_ratio", "target_entropy",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ddrl.agents import common, dqn
 from ddrl.agents.dqn import AgentState, epsilon
 
 KIND = "off_policy"
+HPARAMS = dqn.HPARAMS  # vmappable hyper-parameters
 
 
 @dataclasses.dataclass(frozen=True)
