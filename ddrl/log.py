@@ -2,9 +2,13 @@
 
 `make_logger(cfg.logger, run_dir, config, group, name, num_seeds)` returns one `Logger`:
 metrics arrive per seed (arrays of shape (num_seeds,)) and go to `metrics.jsonl` and, with
-`logger=wandb`, to one W&B run per seed grouped by experiment. A W&B failure (not
-installed, no network, bad credentials) prints one warning and logging goes on without it:
-logging never stops a run.
+`logger=wandb`, to one W&B run per seed. The W&B runs are grouped by experiment and, in a
+Hydra multirun, by sweep (group `<experiment_name>@<sweep id>`, the sweep id being the last
+two parts of `hydra.sweep.dir`, `<date>_<time>` by default); their job type is the algorithm
+and their tags name the scenario, preset (or view), budget and, in a sweep, the job's
+overrides (`wandb_init_kwargs` builds them). Offline runs land in `<run dir>/wandb/`, to be
+uploaded with `wandb sync`. A W&B failure (not installed, no network, bad credentials)
+prints one warning and logging goes on without it: logging never stops a run.
 """
 
 from __future__ import annotations
@@ -44,17 +48,14 @@ class Logger:
         try:
             import wandb
 
+            sweep = hydra_sweep()
             for seed in range(self.num_seeds):
-                self.wandb_runs.append(
-                    wandb.init(
-                        project=cfg.get("project", "ddrl"), entity=cfg.get("entity"), group=group,
-                        name=f"{name}-seed{seed}", job_type=name, tags=list(cfg.get("tags") or []),
-                        config={**config, "seed_index": seed}, mode=cfg.get("mode", "offline"),
-                        dir=str(self.run_dir), reinit="create_new",
-                    )
-                )
+                kwargs = wandb_init_kwargs(cfg, config, group, name, seed, self.run_dir, sweep)
+                self.wandb_runs.append(wandb.init(**kwargs, reinit="create_new"))
         except Exception as error:  # logging must never stop a run
             print(f"warning: Weights & Biases disabled ({type(error).__name__}: {error})", file=sys.stderr)
+            for run in self.wandb_runs:  # the seeds' runs started before the failure
+                self._safely(run.finish)
             self.wandb_runs = []
 
     def log(self, step: int, metrics: Mapping[str, Any]) -> None:
@@ -87,6 +88,85 @@ class Logger:
             call(*args, **kwargs)
         except Exception as error:  # logging must never stop a run
             print(f"warning: Weights & Biases call failed ({type(error).__name__}: {error})", file=sys.stderr)
+
+
+def hydra_sweep() -> dict[str, Any] | None:
+    """The Hydra multirun this process runs a job of: its id, directory, job number and overrides.
+
+    None outside a multirun (a single run, or no Hydra at all).
+    """
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized():
+            return None
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            return None
+        sweep_dir = Path(str(hydra_cfg.sweep.dir))
+        return {
+            "id": "_".join(sweep_dir.parts[-2:]),
+            "dir": str(sweep_dir),
+            "job": int(hydra_cfg.job.num),
+            "overrides": [str(o) for o in hydra_cfg.overrides.task],
+        }
+    except Exception:  # Hydra absent or its config incomplete: no sweep to group by
+        return None
+
+
+#: Views of the scheduling experiments and the preset each runs (ddrl.experiments.scheduling).
+VIEW_PRESETS = {"clean": "clean", "fidelity": "fidelity", "published": "fidelity"}
+
+
+def _method_and_view(config: Mapping[str, Any], name: str) -> tuple[Mapping[str, Any] | None, str | None]:
+    """The method config that `name` logs (`<key>` or `<view>-<key>` of `config["methods"]`), and its view."""
+    methods = config.get("methods") or {}
+    if name in methods:
+        return methods[name], None
+    view, _, key = name.partition("-")
+    if key in methods and view in VIEW_PRESETS:
+        return methods[key], view
+    return None, None
+
+
+def wandb_init_kwargs(wandb_cfg: Mapping[str, Any], config: Mapping[str, Any], group: str, name: str,
+                      seed: int, run_dir: Path, sweep: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The `wandb.init` arguments of seed `seed` of method `name` (without `reinit`).
+
+    group: `wandb_cfg.group` if set, else `group` (the experiment name), `@<sweep id>` appended
+    in a multirun; job_type: the algorithm (`methods.<name>.name` in an experiment, else
+    `algo.name`); tags: `wandb_cfg.tags`, then `scenario:`, `preset:` (or `view:` and its
+    preset), `budget:`, and in a multirun `sweep:<id>` and each override of the job.
+    """
+    method, view = _method_and_view(config, name)
+    algo = (method or {}).get("name") or (config.get("algo") or {}).get("name") or name
+    env = config.get("env") or {}
+    budget = config.get("budget") or {}
+    run_group = wandb_cfg.get("group") or group
+    tags = [str(tag) for tag in wandb_cfg.get("tags") or []]
+    tags.append(f"scenario:{env.get('scenario') or env.get('name') or '?'}")
+    if view is not None:
+        tags += [f"view:{view}", f"preset:{VIEW_PRESETS[view]}"]
+    elif env.get("preset") is not None:
+        tags.append(f"preset:{env['preset']}")
+    if budget.get("name") is not None:
+        tags.append(f"budget:{budget['name']}")
+    run_name = f"{name}-seed{seed}"
+    run_config = {**config, "seed_index": seed}
+    if sweep is not None:
+        if not wandb_cfg.get("group"):
+            run_group = f"{run_group}@{sweep['id']}"
+        tags.append(f"sweep:{sweep['id']}")
+        tags += list(sweep.get("overrides") or [])
+        run_name = f"{name}-job{sweep['job']}-seed{seed}"
+        run_config["sweep"] = dict(sweep)
+    tags = list(dict.fromkeys(tag[:64] for tag in tags if tag))  # W&B wants 1 to 64 characters a tag
+    return {
+        "project": wandb_cfg.get("project", "ddrl"), "entity": wandb_cfg.get("entity"),
+        "group": run_group[:128], "job_type": str(algo)[:64], "name": run_name, "tags": tags,
+        "config": run_config, "mode": wandb_cfg.get("mode", "offline"), "dir": str(run_dir),
+    }
 
 
 def make_logger(logger_cfg: Mapping[str, Any], run_dir: Path, config: dict, group: str, name: str,

@@ -118,7 +118,7 @@ def print_table(summary: dict[str, Any]) -> None:
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def hydra_main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -143,7 +143,23 @@ def hydra_main(cfg: DictConfig) -> float | None:
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print_table(summary)
     print(f"run directory: {run_dir}")
-    return summary["methods"][0]["mean"]  # the objective for sweepers (e.g. Optuna)
+    return objective(cfg, summary)
+
+
+def objective(cfg: DictConfig, summary: dict[str, Any]) -> float:
+    """The number a sweeper (e.g. Optuna) optimises: the headline method's headline metric, its mean.
+
+    The headline method is the experiment's `headline` if it ran, else the first of `only`, else
+    the first method of the summary (a single scheduler run has only one). Its metric is the
+    summary's `metric`: make-span in seconds for MEC runs (minimise), the average training
+    return for CartPole (maximise); `hydra.sweeper.direction` must match.
+    """
+    methods = summary["methods"]
+    for name in (cfg.get("headline"), *(cfg.get("only") or [])):
+        match = [m for m in methods if m["name"] == name]
+        if match:
+            return float(match[0]["mean"])
+    return float(methods[0]["mean"])
 
 
 def precheck(argv: list[str]) -> None:
@@ -158,7 +174,9 @@ def precheck(argv: list[str]) -> None:
             key = override.get_key_element()
             if key.startswith("hydra") or key.lstrip("+~").startswith("hydra"):
                 continue
-            if override.is_sweep_override():
+            if override.is_interval_sweep():  # Optuna's interval(low, high): check the low end
+                overrides.append(f"{key}={override.value().start}")
+            elif override.is_sweep_override():
                 first = next(iter(override.sweep_string_iterator()))
                 overrides.append(f"{key}={first}")
             else:
