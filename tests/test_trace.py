@@ -8,7 +8,6 @@ import datetime as dt
 from collections import Counter
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
@@ -19,13 +18,12 @@ from ddrl.envs.trace import (
     TYPE_NAMES,
     GenaiTrace,
     arrival_slots,
+    cell_index,
     assign_base_stations,
     compression_for_utilisation,
     load_genai_trace,
     make_trace_tables,
-    random_slot_offset,
     slot_arrival_counts,
-    tasks_in_slot,
     trace_window,
 )
 
@@ -221,23 +219,15 @@ def test_base_station_assignment_is_stable_across_windows(trace):
         assert np.unique(group_bs[trace.group_code == g]).size == 1
 
 
-def test_tasks_in_slot_under_jit_matches_the_tables(trace):
+def test_cell_index_points_at_the_next_busy_cell(trace):
     window = trace_window(trace, 15 * DAY, 16 * DAY)
     tables = make_trace_tables(window, 1.0, 100.0, num_bs=4, max_tasks_per_bs=6)
-    counts = np.asarray(tables.counts)
-    first = np.asarray(tables.first_request)
-    workload = np.asarray(tables.workload)
-    busy_slots = np.flatnonzero(counts.sum(axis=1))[:20]
-    step = jax.jit(tasks_in_slot)  # compiled once: the slot is a traced argument
-    for s in busy_slots.tolist():
-        dense = step(tables, s)
-        present = np.asarray(dense.present)
-        np.testing.assert_array_equal(present.sum(axis=1), counts[s])
-        for b in range(tables.num_bs):
-            n = counts[s, b]
-            np.testing.assert_allclose(
-                np.asarray(dense.workload)[b, :n], workload[first[s, b] : first[s, b] + n]
-            )
-            assert np.all(np.asarray(dense.workload)[b, n:] == 0)
-    offset = random_slot_offset(jax.random.PRNGKey(0), tables, episode_slots=60)
-    assert 0 <= int(offset) <= tables.num_slots - 60
+    index = cell_index(tables)
+    counts = np.asarray(tables.counts).reshape(-1)
+    next_nonempty = np.asarray(index.next_nonempty)
+    assert index.end == counts.size and next_nonempty[-1] == index.end
+    for cell in range(counts.size):  # brute force: the first busy cell at or after `cell`
+        later = np.flatnonzero(counts[cell:])
+        assert next_nonempty[cell] == (cell + later[0] if later.size else index.end)
+    np.testing.assert_array_equal(np.asarray(index.counts)[:-1], counts)
+    np.testing.assert_array_equal(np.asarray(index.first)[:-1], np.asarray(tables.first_request).reshape(-1))

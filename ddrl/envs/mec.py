@@ -3,7 +3,8 @@
 One `step` decides one arrived task: the agent picks a set of edge servers (ESs), the task is
 split over them (`allocation`), and the reward is minus its make-span. Tasks are decided in
 the published order (BS outer, task index inner); absent tasks cost no step, because the
-next arrived task is found by jumping ahead (a geometric gap for Bernoulli arrivals). When
+next arrived task is found by jumping ahead (a geometric gap for Bernoulli arrivals, a table
+lookup for a replayed request trace). When
 a slot's last task is decided the queues advance one slot (§5) inside the same `step`.
 An episode is `num_slots` slots; it ends with `truncated = True` (a time limit: the
 queues would go on), and the environment resets itself as gymnax environments do.
@@ -25,9 +26,10 @@ from gymnax.environments import environment, spaces
 
 from ddrl.envs import allocation as alloc
 from ddrl.envs.actions import ActionSpace
+from ddrl.envs.trace import TraceTables, cell_index
 
-ARRIVAL_MODELS = ("bernoulli", "uniform_count")
-WORKLOAD_MODELS = ("density", "diffusion_steps")
+ARRIVAL_MODELS = ("bernoulli", "uniform_count", "trace")
+WORKLOAD_MODELS = ("density", "diffusion_steps", "trace")
 OBSERVATIONS = ("authors", "rich")
 _UNIFORMS_PER_STEP = 7  # next-task gap, data size, four task-attribute draws, first gap after a reset
 
@@ -83,7 +85,8 @@ class MECState(environment.EnvState):
     last_capacity_factor: jax.Array  # u_i(t-1), what a scheduler may have observed
     slot: jax.Array  # t
     position: jax.Array  # b·N + n of the task being decided
-    bs_task_count: jax.Array  # tasks at the current BS this slot (uniform_count)
+    bs_task_count: jax.Array  # tasks at the current BS this slot (uniform_count, trace)
+    trace_offset: jax.Array  # trace slot at which this episode started (trace arrivals)
     data_size: jax.Array  # D of the task being decided
     workload: jax.Array  # W
     result_size: jax.Array  # R
@@ -143,6 +146,7 @@ class MEC(environment.Environment[MECState, MECParams]):
         observation: str = "authors",
         uncertain_capacity: bool = False,
         default_params: MECParams | None = None,
+        trace: TraceTables | None = None,
     ):
         super().__init__()
         if arrivals not in ARRIVAL_MODELS:
@@ -151,6 +155,12 @@ class MEC(environment.Environment[MECState, MECParams]):
             raise ValueError(f"workload: unknown {workload!r}; expected one of {WORKLOAD_MODELS}")
         if observation not in OBSERVATIONS:
             raise ValueError(f"observation: unknown {observation!r}; expected one of {OBSERVATIONS}")
+        if (arrivals == "trace") != (workload == "trace") or (arrivals == "trace") != (trace is not None):
+            raise ValueError("arrivals='trace' needs workload='trace' and trace tables, and vice versa")
+        if trace is not None and trace.num_bs != num_servers:
+            raise ValueError(f"trace tables split requests over {trace.num_bs} BSs, not {num_servers}")
+        if trace is not None and trace.max_tasks_per_bs != max_tasks:
+            raise ValueError(f"trace tables hold {trace.max_tasks_per_bs} tasks per BS and slot, not {max_tasks}")
         if allocation not in alloc.ALLOCATIONS:
             raise ValueError(f"allocation: unknown {allocation!r}; expected one of {alloc.ALLOCATIONS}")
         self.num_servers = num_servers
@@ -163,6 +173,9 @@ class MEC(environment.Environment[MECState, MECParams]):
         self.observation = observation
         self.uncertain_capacity = uncertain_capacity
         self._default_params = default_params or MECParams()
+        self.trace = trace
+        if trace is not None:
+            self._cells = cell_index(trace)
 
     # --- gymnax API -------------------------------------------------------------------
 
@@ -189,7 +202,7 @@ class MEC(environment.Environment[MECState, MECParams]):
         B = self.num_servers
         if self.observation == "rich":
             return 2 + 3 * B + 1 + B + 1
-        return (2 if self.workload_model == "diffusion_steps" else 1) + B
+        return (1 if self.workload_model == "density" else 2) + B
 
     def reset_env(self, key: jax.Array, params: MECParams) -> tuple[jax.Array, MECState]:
         """A new episode with a newly drawn per-index task profile."""
@@ -244,7 +257,7 @@ class MEC(environment.Environment[MECState, MECParams]):
     def get_obs(self, state: MECState, params: MECParams | None = None, key=None) -> jax.Array:
         """Authors' observation [D, (W,) Q_1..Q_B], or the rich one (MEC_MODEL.md §6)."""
         parts = [state.data_size[None]]
-        if self.observation == "rich" or self.workload_model == "diffusion_steps":
+        if self.observation == "rich" or self.workload_model != "density":
             parts.append(state.workload[None])
         parts.append(state.queue)
         if self.observation == "rich":
@@ -410,6 +423,17 @@ class MEC(environment.Environment[MECState, MECParams]):
             following = state.slot * per_slot + state.position + 1 + self._geometric_gap(u, params)
             slot = jnp.minimum(following // per_slot, params.num_slots)
             return slot, following % per_slot, state.bs_task_count
+        if self.arrivals == "trace":
+            same_bs = self.task_index(state) + 1 < state.bs_task_count
+            here = (state.trace_offset + state.slot) * self.num_servers + self.deciding_bs(state)
+            following = self._cells.next_nonempty[jnp.minimum(here + 1, self._cells.end)]
+            slot = jnp.minimum(following // self.num_servers - state.trace_offset, params.num_slots)
+            position = (following % self.num_servers) * self.max_tasks
+            return (
+                jnp.where(same_bs, state.slot, slot),
+                jnp.where(same_bs, state.position + 1, position),
+                jnp.where(same_bs, state.bs_task_count, self._cells.counts[following]),
+            )
         same_bs = self.task_index(state) + 1 < state.bs_task_count
         next_bs_start = (self.deciding_bs(state) + 1) * self.max_tasks
         same_slot = same_bs | (next_bs_start < per_slot)
@@ -420,6 +444,15 @@ class MEC(environment.Environment[MECState, MECParams]):
     def _start_episode(self, key, task_profile: jax.Array, u: jax.Array, params: MECParams) -> MECState:
         """Empty queues, pointing at the episode's first arrived task."""
         state = self._new_episode(task_profile, params)
+        if self.arrivals == "trace":  # a uniform start slot in the trace, then its first request
+            last_start = self.trace.num_slots - params.num_slots
+            offset = jnp.clip(jnp.floor(u * (last_start + 1)), 0, last_start).astype(jnp.int32)
+            first = self._cells.next_nonempty[offset * self.num_servers]
+            slot = jnp.minimum(first // self.num_servers - offset, params.num_slots)
+            state = self._skip_empty_slots(key, state.replace(trace_offset=offset), slot, params)
+            return state.replace(
+                position=(first % self.num_servers) * self.max_tasks, bs_task_count=self._cells.counts[first]
+            )
         if self.arrivals == "bernoulli":
             first = self._geometric_gap(u, params)
             per_slot = self.num_servers * self.max_tasks
@@ -444,7 +477,16 @@ class MEC(environment.Environment[MECState, MECParams]):
         return jnp.stack([density, step_cost, steps, result_size], axis=-1)
 
     def _draw_task(self, state: MECState, u: jax.Array, params: MECParams) -> MECState:
-        """Size and workload of the task now being decided."""
+        """Size and workload of the task now being decided (read from the trace if replayed)."""
+        if self.workload_model == "trace":  # real requests: the per-index profile quirk does not apply
+            cell = (state.trace_offset + state.slot) * self.num_servers + self.deciding_bs(state)
+            index = self._cells.first[jnp.minimum(cell, self._cells.end)] + self.task_index(state)
+            index = jnp.clip(index, 0, self.trace.workload.shape[0] - 1)
+            return state.replace(
+                data_size=self.trace.input_mbit[index],
+                workload=self.trace.workload[index],
+                result_size=self.trace.result_mbit[index],
+            )
         data_size = _lerp(params.data_size_min, params.data_size_max, u[0])
         if self.quirks.per_index_task_profile:
             density, step_cost, steps, result_size = state.task_profile[self.task_index(state)]
@@ -469,6 +511,7 @@ class MEC(environment.Environment[MECState, MECParams]):
             slot=jnp.int32(0),
             position=jnp.int32(0),
             bs_task_count=jnp.int32(0),
+            trace_offset=jnp.int32(0),
             data_size=scalar,
             workload=scalar,
             result_size=scalar,

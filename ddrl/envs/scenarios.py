@@ -2,11 +2,15 @@
 
 `build_mec(env_cfg)` turns an `env` config (conf/env/mec_*.yaml) into `(MEC, MECParams)`,
 checking every field first and raising `ConfigError` naming the field that is wrong.
+
+The `trace` and `prototype` scenarios replay the real GenAI request trace (MEC_MODEL.md §8,
+ddrl/envs/trace.py); their `env.trace` block sets the load and how requests map to BSs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -14,6 +18,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 
 from ddrl.envs.actions import ActionSpace
+from ddrl.envs import trace as genai
 from ddrl.envs.mec import MEC, MECParams, Quirks
 
 
@@ -73,7 +78,45 @@ SCENARIOS: dict[str, Scenario] = {
             deadline=math.inf, failure_penalty=0.0,
         ),
     ),
+    # The real GenAI request trace on AMCoEdge's cluster: arrivals and workloads replayed
+    # (`env.trace`). Assumed, not from a paper: a 2 s deadline (an interactive AIGC user's
+    # patience; 8-image prompts, 15 % of requests, need about 0.33 s on all 150 GHz and 1 s on
+    # the fastest ES alone) with AMCoEdge's κ = 10. N = 64 holds all but the rarest bursts.
+    "trace": Scenario(
+        num_tasks=64, arrivals="trace", workload="trace", action_space="subset", topk=3,
+        params=dict(
+            capacity=[10.0, 20, 30, 40, 50], rate=[400.0, 425, 450, 475, 500],
+            slot_length=1.0, num_slots=60, deadline=2.0, failure_penalty=10.0,
+        ),
+    ),
+    # The seed paper's testbed: 3 Jetson Xavier NX, a Core i7 2.2 GHz computer, a Core i5 with a
+    # Quadro RTX 4000 (ES 0-2, 3, 4), replaying the trace. Relative Stable Diffusion speeds are
+    # assumptions (PROTOTYPE_SPEEDS), scaled so that the cluster totals AMCoEdge's 150 GHz: the
+    # load (`env.trace.utilisation`) then means the same as on `trace`; only heterogeneity differs.
+    "prototype": Scenario(
+        num_tasks=64, arrivals="trace", workload="trace", action_space="subset", topk=3,
+        params=dict(
+            capacity=None, rate=[400.0, 425, 450, 475, 500],
+            slot_length=1.0, num_slots=60, deadline=2.0, failure_penalty=10.0,
+        ),
+    ),
 }
+
+# Relative speed of one denoising step on each prototype machine (Quadro RTX 4000 = 1), an
+# assumption from peak FP16 throughput: Xavier NX's 384-core Volta GPU about 1.7 TFLOPS vs the
+# RTX 4000's about 14 TFLOPS (0.12); a 2.2 GHz Core i7 running the model on its CPU cores
+# about 0.5 TFLOPS FP32 at lower efficiency (0.04).
+PROTOTYPE_SPEEDS = {"jetson_xavier_nx": 0.12, "core_i7_2.2ghz": 0.04, "quadro_rtx_4000": 1.0}
+PROTOTYPE_MACHINES = ("jetson_xavier_nx",) * 3 + ("core_i7_2.2ghz", "quadro_rtx_4000")
+PROTOTYPE_TOTAL_GHZ = 150.0
+_speeds = [PROTOTYPE_SPEEDS[m] for m in PROTOTYPE_MACHINES]
+SCENARIOS["prototype"].params["capacity"] = [PROTOTYPE_TOTAL_GHZ * s / sum(_speeds) for s in _speeds]
+
+# `env.trace` defaults (conf/env/mec_trace.yaml documents each field).
+TRACE_DEFAULTS = dict(
+    utilisation=0.6, workload="steps", assignment="random", start_day=4.0, end_day=None,
+    keep_failed=True, seed=0,
+)  # fmt: skip
 
 PRESETS = ("fidelity", "clean")
 
@@ -133,6 +176,7 @@ def build_mec(env_cfg: Mapping[str, Any], action_space: str | None = None) -> tu
     for name in ("capacity", "rate"):
         if _get(env_cfg, name) is not None:
             values[name] = [float(v) for v in _get(env_cfg, name)]
+    _resize_servers(values, _get(env_cfg, "num_servers"), _get(env_cfg, "capacity_max"))
     for name, (low_field, high_field) in _RANGES.items():
         bounds = _get(env_cfg, name)
         if bounds is not None:
@@ -166,6 +210,11 @@ def build_mec(env_cfg: Mapping[str, Any], action_space: str | None = None) -> tu
         raise ConfigError("env.observation", f"unknown {observation!r}; expected authors or rich")
     space = action_space or _get(env_cfg, "action_space", scenario.action_space)
     num_servers = len(values["capacity"])
+    trace_tables = None
+    if scenario.arrivals == "trace":
+        trace_tables = build_trace_tables(_get(env_cfg, "trace", {}), values, num_servers, num_tasks)
+    elif _get(env_cfg, "trace") is not None:
+        raise ConfigError("env.trace", f"only the trace-driven scenarios (trace, prototype) read it, not {scenario_name}")
     topk = int(_get(env_cfg, "topk", scenario.topk))
     try:
         ActionSpace(space, num_servers, topk)
@@ -189,8 +238,48 @@ def build_mec(env_cfg: Mapping[str, Any], action_space: str | None = None) -> tu
         observation=observation,
         uncertain_capacity=float(values.get("capacity_noise", 0.0)) > 0,
         default_params=params,
+        trace=trace_tables,
     )
     return env, params
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_trace() -> genai.GenaiTrace:
+    return genai.load_genai_trace()
+
+
+def build_trace_tables(trace_cfg: Mapping[str, Any], values: dict[str, Any], num_servers: int,
+                       num_tasks: int) -> genai.TraceTables:
+    """The trace window, compressed so that its mean offered load is `utilisation` × Σf."""
+    unknown = set(dict(trace_cfg)) - set(TRACE_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"env.trace.{sorted(unknown)[0]}", f"unknown key; expected some of {sorted(TRACE_DEFAULTS)}")
+    cfg = {**TRACE_DEFAULTS, **{k: v for k, v in dict(trace_cfg).items() if v is not None}}
+    if not (isinstance(cfg["utilisation"], (int, float)) and cfg["utilisation"] > 0):
+        raise ConfigError("env.trace.utilisation", f"must be > 0 (mean offered load / total capacity), got {cfg['utilisation']}")
+    if cfg["workload"] not in ("steps", "exec"):
+        raise ConfigError("env.trace.workload", f"unknown {cfg['workload']!r}; expected steps or exec")
+    if cfg["assignment"] not in ("random", "round_robin", "group"):
+        raise ConfigError("env.trace.assignment", f"unknown {cfg['assignment']!r}; expected random, round_robin or group")
+    trace = _packaged_trace()
+    days = trace.duration_s / 86_400
+    start, end = float(cfg["start_day"]), days if cfg["end_day"] is None else float(cfg["end_day"])
+    if not 0 <= start < min(end, days):
+        raise ConfigError("env.trace.start_day", f"need 0 <= start_day < end_day <= {days:.2f} (the trace's days), got [{start}, {end}]")
+    window = genai.trace_window(trace, start * 86_400, end * 86_400)
+    if not cfg["keep_failed"]:  # only requests that succeeded in production
+        window = genai.select_requests(window, window.status_code == genai.STATUS_SUCCEED)
+    compression = genai.compression_for_utilisation(
+        window, float(sum(values["capacity"])), float(cfg["utilisation"]), cfg["workload"]
+    )
+    tables = genai.make_trace_tables(
+        window, float(values["slot_length"]), compression, num_servers, num_tasks,
+        workload=cfg["workload"], assignment=cfg["assignment"], seed=int(cfg["seed"]),
+    )  # fmt: skip
+    if tables.num_slots < int(values["num_slots"]):
+        raise ConfigError("env.num_slots", f"an episode of {values['num_slots']} slots is longer than the "
+                          f"compressed trace window ({tables.num_slots} slots); lower it or the utilisation")
+    return tables
 
 
 def _check_values(values: dict[str, Any], num_tasks: int) -> None:
@@ -226,3 +315,38 @@ def _check_values(values: dict[str, Any], num_tasks: int) -> None:
         raise ConfigError("env.capacity_floor", f"must be in (0, 1], got {values['capacity_floor']}")
     if not 0 <= values.get("capacity_noise_corr", 0.9) < 1:
         raise ConfigError("env.capacity_noise_corr", f"must be in [0, 1), got {values['capacity_noise_corr']}")
+
+
+def _resize_servers(values: dict[str, Any], num_servers: Any, capacity_max: Any) -> None:
+    """The sweep knobs `env.num_servers` and `env.capacity_max` (scenario sweeps, issue 5).
+
+    num_servers B: server i takes the capacity and rate of the scenario's server i mod B0
+      (its lists tiled, or cut to the first B), so the mix of servers and the offered load per
+      server stay the scenario's (every BS brings its N tasks); B = B0 changes nothing.
+    capacity_max: capacities = linspace(min of the capacities, capacity_max, B), ascending
+      (applied after num_servers); amcoedge's [10, …, 50] is capacity_max = 50.
+    """
+    if num_servers is not None:
+        try:
+            count = int(num_servers) if float(num_servers).is_integer() and not isinstance(num_servers, bool) else 0
+        except (TypeError, ValueError):
+            count = 0
+        if count < 1:
+            raise ConfigError("env.num_servers", f"must be a positive integer (ESs), got {num_servers!r}")
+        if len(values["capacity"]) != len(values["rate"]):
+            raise ConfigError("env.rate", f"needs one rate per ES ({len(values['capacity'])}), got {len(values['rate'])}")
+        for name in ("capacity", "rate"):
+            base = list(values[name])
+            values[name] = [base[i % len(base)] for i in range(count)] if base else base
+    if capacity_max is not None:
+        try:
+            top = float(capacity_max)
+        except (TypeError, ValueError):
+            raise ConfigError("env.capacity_max", f"must be a number (GHz), got {capacity_max!r}") from None
+        capacity = values["capacity"]
+        low = min(capacity) if capacity else math.nan
+        if not (math.isfinite(top) and top > 0 and top >= low):
+            raise ConfigError("env.capacity_max",
+                              f"must be a finite number >= the smallest capacity ({low:g} GHz), got {capacity_max!r}")
+        count = len(capacity)
+        values["capacity"] = [low + (top - low) * i / (count - 1) if count > 1 else top for i in range(count)]

@@ -15,7 +15,8 @@ Pipeline:
    total edge capacity. A request at trace time `a` arrives in simulated slot
    `floor(a / (C * slot_length_s))`.
 4. `make_trace_tables(...)` -> `TraceTables`: per (slot, BS) counts and per-task arrays;
-   inside jit, `tasks_in_slot(tables, slot)` gives dense `[num_bs, max_tasks_per_bs]` arrays.
+   `cell_index(tables)` adds the flat lookups with which the MEC environment (`arrivals:
+   trace`) jumps from one request to the next inside jit.
 
 Units follow MEC_MODEL.md: Gcycles, GHz (= Gcycles/s), Mbit, seconds.
 """
@@ -131,18 +132,21 @@ def trace_window(trace: GenaiTrace, start_s: float, end_s: float) -> GenaiTrace:
             f"got {start_s:g}, {end_s:g}"
         )
     keep = (trace.arrival_s >= start_s) & (trace.arrival_s < end_s)
-    per_request = {
-        name: getattr(trace, name)[keep]
-        for name in (
-            "request_id", "type_code", "status_code", "steps", "images", "exec_time_s",
-            "workload_steps_gcycles", "workload_exec_gcycles", "steps_imputed",
-            "exec_imputed", "group_code",
-        )
-    }
-    duration = min(end_s, trace.duration_s) - start_s
+    window = select_requests(trace, keep)
     return replace(
-        trace, arrival_s=trace.arrival_s[keep] - start_s, duration_s=duration, **per_request
+        window, arrival_s=window.arrival_s - start_s, duration_s=min(end_s, trace.duration_s) - start_s
     )
+
+
+_PER_REQUEST = (
+    "arrival_s", "request_id", "type_code", "status_code", "steps", "images", "exec_time_s",
+    "workload_steps_gcycles", "workload_exec_gcycles", "steps_imputed", "exec_imputed", "group_code",
+)  # fmt: skip
+
+
+def select_requests(trace: GenaiTrace, keep: np.ndarray) -> GenaiTrace:
+    """The requests where `keep` is true, same period and times (e.g. only SUCCEED ones)."""
+    return replace(trace, **{name: getattr(trace, name)[keep] for name in _PER_REQUEST})
 
 
 def _check_positive(**values: float) -> None:
@@ -321,48 +325,28 @@ def make_trace_tables(
 
 
 @struct.dataclass
-class SlotTasks:
-    """The tasks of one slot as dense `[num_bs, max_tasks_per_bs]` arrays (0 where absent)."""
+class CellIndex:
+    """Lookups over the flattened (slot, BS) cells `c = slot · B + b` of `TraceTables`.
 
-    present: jax.Array  # bool
-    workload: jax.Array  # float32, Gcycles
-    input_mbit: jax.Array  # float32
-    result_mbit: jax.Array  # float32
-    steps: jax.Array  # int32
-    type_code: jax.Array  # int32
-    failed: jax.Array  # bool
-
-
-def tasks_in_slot(tables: TraceTables, slot: jax.Array | int) -> SlotTasks:
-    """Dense view of slot `slot` (jit-safe; `slot` wraps modulo `tables.num_slots`).
-
-    Task `n` at BS `b` is present iff `n < counts[slot, b]`, and then it is entry
-    `first_request[slot, b] + n` of the per-task arrays.
+    Entry `end = S·B` is a sentinel: no request (count 0), and `next_nonempty` points to it
+    when no later cell holds a request.
     """
-    slot = jnp.asarray(slot) % tables.num_slots
-    counts = tables.counts[slot]  # [B]
-    n = jnp.arange(tables.max_tasks_per_bs)
-    present = n[None, :] < counts[:, None]  # [B, N]
-    index = jnp.where(present, tables.first_request[slot][:, None] + n[None, :], 0)
 
-    def gather(values: jax.Array) -> jax.Array:
-        return jnp.where(present, values[index], jnp.zeros((), values.dtype))
+    counts: jax.Array  # int32 [S·B + 1], requests in cell c
+    first: jax.Array  # int32 [S·B + 1], index of cell c's first request in the task arrays
+    next_nonempty: jax.Array  # int32 [S·B + 1], smallest c' >= c with requests, else `end`
+    end: int = struct.field(pytree_node=False, default=0)
 
-    return SlotTasks(
-        present=present,
-        workload=gather(tables.workload),
-        input_mbit=gather(tables.input_mbit),
-        result_mbit=gather(tables.result_mbit),
-        steps=gather(tables.steps),
-        type_code=gather(tables.type_code),
-        failed=gather(tables.failed),
+
+def cell_index(tables: TraceTables) -> CellIndex:
+    """The flat lookups the environment uses to jump to the next request in O(1)."""
+    counts = np.asarray(tables.counts).reshape(-1)
+    end = counts.size
+    cells = np.where(counts > 0, np.arange(end), end)
+    next_nonempty = np.minimum.accumulate(cells[::-1])[::-1]
+    return CellIndex(
+        counts=jnp.asarray(np.append(counts, 0), jnp.int32),
+        first=jnp.asarray(np.append(np.asarray(tables.first_request).reshape(-1), 0), jnp.int32),
+        next_nonempty=jnp.asarray(np.append(next_nonempty, end), jnp.int32),
+        end=int(end),
     )
-
-
-def random_slot_offset(key: jax.Array, tables: TraceTables, episode_slots: int) -> jax.Array:
-    """A uniform start slot such that `episode_slots` slots fit without wrapping."""
-    if episode_slots > tables.num_slots:
-        raise ValueError(
-            f"episode of {episode_slots} slots is longer than the trace's {tables.num_slots}"
-        )
-    return jax.random.randint(key, (), 0, tables.num_slots - episode_slots + 1)
