@@ -4,7 +4,11 @@ Every `summary.json` found under the given paths (a single run directory, a Hydr
 directory with numbered jobs, or any folder of either) becomes one row per method, next to the
 job's `config.yaml` and `.hydra/overrides.yaml` when present. The table goes to `report.md` and
 `report.csv`; when exactly one numeric key is swept (or `--x KEY` names one), each headline
-metric is plotted against it, one line per method, into `<metric>_vs_<key>.png`.
+metric is plotted against it, one line per method, into `<metric>_vs_<key>.png`; the summary's
+`yardstick` (or `--reference NAME`) is drawn dashed, as a reference line. Methods a run left
+out (`skipped` in its summary, e.g. a subset action space at B > 16) appear as rows with a
+note and no figures. `--pivot` also writes `pivot.md`: per metric, the swept value down and
+the methods across (the table of a sweep at a glance).
 
 Experiment scripts can call `collect(paths)` and `write_report(rows, out_dir, x_key)` directly.
 """
@@ -58,6 +62,8 @@ class Row:
     episodes: int | None = None
     config: dict[str, Any] = field(default_factory=dict)  # resolved config, flattened to dotted keys
     path: Path = Path(".")  # the run directory itself
+    note: str | None = None  # why the method has no figures (left out by the run)
+    reference: bool = False  # a reference line (the run's yardstick), drawn dashed
 
     @property
     def overrides_text(self) -> str:
@@ -130,6 +136,10 @@ def _metrics(method: dict[str, Any]) -> dict[str, Metric]:
     for name, value in items:
         if isinstance(value, dict) and "mean" in value:
             found[str(name)] = Metric(_as_float(value["mean"]), _as_float(value.get("ci95")))
+    for name in (*KNOWN_METRICS, "train_make_span"):  # scheduling tables write [mean, ci95] pairs
+        value = method.get(name)
+        if name not in found and isinstance(value, (list, tuple)) and len(value) == 2:
+            found[name] = Metric(_as_float(value[0]), _as_float(value[1]))
     return found
 
 
@@ -164,6 +174,7 @@ def collect(paths: list[str | Path]) -> list[Row]:
         run = run_dir.name if relative == "." else relative
         overrides = parse_overrides(_load_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
         config = _flatten(_load_yaml(run_dir / "config.yaml") or {})
+        yardstick = summary.get("yardstick") if isinstance(summary, dict) else None
         for method in methods:
             if not isinstance(method, dict):
                 continue
@@ -178,7 +189,13 @@ def collect(paths: list[str | Path]) -> list[Row]:
                 episodes=_int_or_none(method.get("episodes")),
                 config=config,
                 path=run_dir,
+                reference=yardstick is not None and method.get("name") == yardstick,
             ))
+        for left_out in (summary.get("skipped") or []) if isinstance(summary, dict) else []:
+            if isinstance(left_out, dict):
+                rows.append(Row(run=run, method=str(left_out.get("name", "?")), overrides=overrides,
+                                scenario=config.get("env.scenario"), preset=config.get("env.preset"),
+                                config=config, path=run_dir, note=f"not run: {left_out.get('reason', '?')}"))
     return rows
 
 
@@ -215,7 +232,9 @@ def _text(value: Any) -> str:
 def to_markdown(rows: list[Row]) -> str:
     """The table in markdown: one row per (run, method), metrics as `mean ± ci95`."""
     swept, metrics = swept_keys(rows), metric_names(rows)
+    notes = any(row.note for row in rows)
     header = ["run", "overrides", *swept, "method", "scenario", "preset", *metrics, "seeds", "episodes"]
+    header += ["note"] if notes else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row.run, row.overrides_text, *(_text(row.overrides.get(k)) for k in swept),
@@ -224,6 +243,7 @@ def to_markdown(rows: list[Row]) -> str:
             m = row.metrics.get(name)
             cells.append("" if m is None else f"{m.mean:.4f} ± {m.ci95:.4f}")
         cells += [_text(row.seeds), _text(row.episodes)]
+        cells += [_text(row.note)] if notes else []
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -231,8 +251,10 @@ def to_markdown(rows: list[Row]) -> str:
 def write_csv(rows: list[Row], path: Path) -> None:
     """The table as CSV: plain numbers, one `<metric>_mean` and one `<metric>_ci95` column per metric."""
     swept, metrics = swept_keys(rows), metric_names(rows)
+    notes = any(row.note for row in rows)
     header = ["run", "overrides", *swept, "method", "scenario", "preset"]
     header += [f"{name}_{part}" for name in metrics for part in ("mean", "ci95")] + ["seeds", "episodes"]
+    header += ["note"] if notes else []
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(header)
@@ -242,7 +264,7 @@ def write_csv(rows: list[Row], path: Path) -> None:
             for name in metrics:
                 m = row.metrics.get(name)
                 cells += ["", ""] if m is None else [repr(m.mean), repr(m.ci95)]
-            writer.writerow(cells + [_text(row.seeds), _text(row.episodes)])
+            writer.writerow(cells + [_text(row.seeds), _text(row.episodes)] + ([_text(row.note)] if notes else []))
 
 
 # ----------------------------------------------------------------------------- plots
@@ -259,49 +281,102 @@ def plot_key(rows: list[Row], x_key: str | None = None) -> str | None:
     return numeric[0] if len(numeric) == 1 else None
 
 
-def plot(rows: list[Row], x_key: str, metric: str, path: Path) -> None:
+def plot(rows: list[Row], x_key: str, metric: str, path: Path, logx: bool = False) -> None:
     """`metric` against `x_key`, one line per method (and per value of any other swept key), CI error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    others = [k for k in swept_keys(rows) if k != x_key]
+    # other swept keys split the lines, except one given in only some runs and with one value
+    # there (e.g. a shared base point with every knob explicit): those runs' default, not a series
+    others = [k for k in swept_keys(rows) if k != x_key and
+              (len({r.overrides[k] for r in rows if k in r.overrides}) > 1 or all(k in r.overrides for r in rows))]
     lines: dict[str, list[tuple[float, Metric]]] = {}
+    references: set[str] = set()
     for row in rows:
         if metric in row.metrics:
             label = " ".join([row.method, *(f"{k}={row.overrides.get(k)}" for k in others)])
             lines.setdefault(label, []).append((_as_float(row.value(x_key)), row.metrics[metric]))
+            if row.reference:
+                references.add(label)
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, points in lines.items():
         points.sort(key=lambda p: p[0])
+        if label in references:  # a reference line: dashed, black, drawn on top
+            style = dict(linestyle="--", color="black", marker="", label=f"{label} (reference)", zorder=3)
+        else:
+            style = dict(marker="o", label=label)
         ax.errorbar([x for x, _ in points], [m.mean for _, m in points], yerr=[m.ci95 for _, m in points],
-                    marker="o", capsize=3, label=label)
+                    capsize=3, **style)
     scenarios = ", ".join(sorted({_text(r.scenario) for r in rows if r.scenario is not None})) or "?"
     presets = ", ".join(sorted({_text(r.preset) for r in rows if r.preset is not None})) or "?"
     ax.set_xlabel(x_key)
+    if logx:
+        values = sorted({x for points in lines.values() for x, _ in points})
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(values, [f"{x:g}" for x in values])
+    if metric == "failure_rate":  # a rate: CIs of a few seeds may reach below 0
+        ax.set_ylim(bottom=-0.02)
     ax.set_ylabel(f"{LABELS.get(metric, metric)} ± 95% CI")
     ax.set_title(f"{LABELS.get(metric, metric)} vs {x_key}\nscenario {scenarios}, preset {presets}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def write_report(rows: list[Row], out_dir: str | Path, x_key: str | None = None) -> list[Path]:
-    """Write report.md, report.csv and, when there is a key to plot against, one PNG per metric."""
+def to_pivot(rows: list[Row], x_key: str, metrics: tuple[str, ...] = PLOT_METRICS) -> str:
+    """Per metric, one markdown table: the values of `x_key` down, the methods across (mean ± CI).
+
+    A method left out at a value says "not run"; reference methods come last.
+    """
+    methods = list(dict.fromkeys(row.method for row in rows))
+    reference = {row.method for row in rows if row.reference}
+    methods = [m for m in methods if m not in reference] + [m for m in methods if m in reference]
+    values = sorted({_as_float(row.value(x_key)) for row in rows})
+    cells = {(_as_float(row.value(x_key)), row.method): row for row in rows}
+    parts = []
+    for metric in [m for m in metrics if any(m in row.metrics for row in rows)]:
+        heads = [f"{m} (reference)" if m in reference else m for m in methods]
+        lines = [f"{LABELS.get(metric, metric)}, mean ± 95 % CI over seeds:", "",
+                 "| " + " | ".join([x_key, *heads]) + " |", "|" + "---|" * (len(methods) + 1)]
+        for value in values:
+            line = [f"{value:g}"]
+            for method in methods:
+                row = cells.get((value, method))
+                m = None if row is None else row.metrics.get(metric)
+                line.append("not run" if row is not None and row.note else
+                            "–" if m is None else f"{m.mean:.4f} ± {m.ci95:.4f}")  # fmt: skip
+            lines.append("| " + " | ".join(line) + " |")
+        parts.append("\n".join(lines) + "\n")
+    notes = sorted({f"- {row.method} at {x_key} = {_as_float(row.value(x_key)):g}: {row.note}"
+                    for row in rows if row.note})  # fmt: skip
+    if notes:
+        parts.append("\n".join(notes) + "\n")
+    return "\n".join(parts)
+
+
+def write_report(rows: list[Row], out_dir: str | Path, x_key: str | None = None, pivot: bool = False,
+                 logx: bool = False) -> list[Path]:
+    """Write report.md, report.csv and, when there is a key to plot against, one PNG per metric
+    (and, with `pivot`, pivot.md); `logx`: a logarithmic x axis."""
     key = plot_key(rows, x_key)  # first, so that a bad --x writes nothing
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(to_markdown(rows))
     write_csv(rows, out / "report.csv")
     written = [out / "report.md", out / "report.csv"]
+    if pivot and key is not None:
+        (out / "pivot.md").write_text(to_pivot(rows, key))
+        written.append(out / "pivot.md")
     if key is not None:
         metrics = [m for m in PLOT_METRICS if any(m in r.metrics for r in rows)] or metric_names(rows)[:1]
         for metric in metrics:
             path = out / f"{metric}_vs_{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.png"
-            plot(rows, key, metric, path)
+            plot(rows, key, metric, path, logx)
             written.append(path)
     return written
 
@@ -311,14 +386,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", help="run directories, multirun directories, or folders of them")
     parser.add_argument("--out", help="where to write the report (default: the first path)")
     parser.add_argument("--x", dest="x_key", help="config key to plot against, e.g. env.arrival_prob")
+    parser.add_argument("--reference", action="append", default=[],
+                        help="method drawn as a dashed reference line (default: each run's yardstick)")
+    parser.add_argument("--pivot", action="store_true", help="also write pivot.md (swept value down, methods across)")
+    parser.add_argument("--logx", action="store_true", help="logarithmic x axis in the plots")
     args = parser.parse_args(argv)
     rows = collect(args.paths)
+    for row in rows:
+        row.reference = row.reference or row.method in args.reference
     if not rows:
         print(f"ddrl.report: error: no summary.json found under {' '.join(args.paths)}", file=sys.stderr)
         return 1
     out = args.out or (args.paths[0] if Path(args.paths[0]).is_dir() else str(Path(args.paths[0]).parent))
     try:
-        written = write_report(rows, out, args.x_key)
+        written = write_report(rows, out, args.x_key, pivot=args.pivot, logx=args.logx)
     except ValueError as error:
         print(f"ddrl.report: error: {error}", file=sys.stderr)
         return 2

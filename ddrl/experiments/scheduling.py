@@ -12,6 +12,17 @@ Views (`views` in the experiment config):
   published  each baseline with a published environment copy on that copy (`published_env`),
              which should land near the authors' reported numbers; methods whose copy is
              `own` reuse their fidelity-view result.
+  any key of `scenario_views`: every method on the clean environment with that view's `env`
+             overrides (e.g. `+experiment=trace`: load levels, capacity noise, the prototype).
+
+With `delay_percentiles: true` the tables add the p50/p95/p99 of per-task raw delays and
+`delay_cdf.png` their distributions (tail latency, what AIGC users feel).
+
+Scenario sweeps (`+experiment=sweep`, issue 5) set `skip_unbuildable: true`: a method whose
+action space or scheduler cannot exist at this point (a subset space at B > 16, a scheduler
+that needs the clean preset) is left out with a note in results.md and in summary.json's
+`skipped`, instead of stopping the run; `fallbacks` (method -> method) runs a method only
+where the one it stands in for was left out; `decision_time: false` skips the latency probe.
 
 Writes `results.md` (per view: make-span ± 95 % CI over seeds, failure rate, gap to
 optimal_myopic, training wall time, decision time per task; the headline method's
@@ -32,10 +43,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddrl import agents
 from ddrl.envs.scenarios import ConfigError, build_mec
+from ddrl.evaluate import DELAY_BINS_PER_DECADE, DELAY_LOG10_RANGE, delay_percentiles
 from ddrl.schedulers import SCHEDULERS, make_scheduler
 from ddrl.stats import mean_ci
 
 VIEWS = ("clean", "fidelity", "published")
+PERCENTILES = (50, 95, 99)
 VIEW_TITLES = {
     "clean": "every method on the clean environment (headline)",
     "fidelity": "every method on the authors' own simulator (fidelity preset, AMCoEdge's env)",
@@ -59,9 +72,10 @@ def validate(cfg: DictConfig) -> None:
                 agents.make_config(method.name, hyper)
             except (ValueError, TypeError) as error:
                 raise ConfigError(f"methods.{key}", str(error)) from None
+    known = list(VIEWS) + list(cfg.get("scenario_views") or {})
     for view in cfg.views:
-        if view not in VIEWS:
-            raise ConfigError("views", f"unknown view {view!r}; expected some of {list(VIEWS)}")
+        if view not in known:
+            raise ConfigError("views", f"unknown view {view!r}; expected some of {known}")
     for key in cfg.get("only") or []:
         if key not in cfg.methods:
             raise ConfigError("only", f"{key!r} is not one of the methods {list(cfg.methods)}")
@@ -70,11 +84,36 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError("published_env", f"{key!r} is not one of the methods {list(cfg.methods)}")
     if cfg.headline not in cfg.methods:
         raise ConfigError("headline", f"{cfg.headline!r} is not one of the methods")
+    for key, stands_in_for in (cfg.get("fallbacks") or {}).items():
+        if key not in cfg.methods or stands_in_for not in cfg.methods:
+            raise ConfigError("fallbacks", f"{key!r} -> {stands_in_for!r}: both must be methods {list(cfg.methods)}")
     for view in cfg.views:  # every environment the run will build, before anything trains
         for key, method in _selected(cfg).items():
             env_cfg = view_env_config(cfg, view, key)
             if env_cfg is not None:
-                build_mec(env_cfg, action_space=method.get("action_space"))
+                unbuildable(cfg, key, method, env_cfg)
+
+
+def unbuildable(cfg: DictConfig, key: str, method: DictConfig, env_cfg: DictConfig) -> str | None:
+    """Why `method` cannot run on `env_cfg` (None: it can).
+
+    Without `skip_unbuildable` every reason is a ConfigError. With it, an action space the
+    environment cannot offer or a scheduler that cannot act in it becomes the returned
+    reason; any other config error still stops the run.
+    """
+    skip = bool(cfg.get("skip_unbuildable"))
+    try:
+        env, _ = build_mec(env_cfg, action_space=method.get("action_space"))
+        if method.get("kind") == "scheduler":
+            try:
+                make_scheduler(method.name, env)
+            except ValueError as error:
+                raise ConfigError(f"methods.{key}", str(error)) from None
+    except ConfigError as error:
+        if skip and error.field_name in ("env.action_space", f"methods.{key}"):
+            return str(error)
+        raise
+    return None
 
 
 def _selected(cfg: DictConfig) -> dict[str, Any]:
@@ -94,6 +133,9 @@ def view_env_config(cfg: DictConfig, view: str, key: str) -> DictConfig | None:
         return OmegaConf.merge(cfg.env, {"preset": "clean", "env_copy": "own"})
     if view == "fidelity":
         return OmegaConf.merge(cfg.env, {"preset": "fidelity", "env_copy": "own"})
+    if view in (cfg.get("scenario_views") or {}):
+        overrides = cfg.scenario_views[view].get("env") or {}
+        return OmegaConf.merge(cfg.env, {"preset": "clean", "env_copy": "own"}, overrides)
     copy = (cfg.get("published_env") or {}).get(key)
     if copy is None:
         return None
@@ -103,6 +145,8 @@ def view_env_config(cfg: DictConfig, view: str, key: str) -> DictConfig | None:
 def expected_decisions_per_episode(env: Any, params: Any) -> float:
     """Mean number of tasks (decisions) in one episode of `env`."""
     slots_tasks = env.num_servers * env.max_tasks * int(params.num_slots)
+    if env.arrivals == "trace":  # the trace window's mean requests per slot
+        return float(np.asarray(env.trace.counts).sum()) / env.trace.num_slots * int(params.num_slots)
     if env.arrivals == "bernoulli":
         return slots_tasks * float(params.arrival_prob)
     return slots_tasks * (env.max_tasks + 1) / (2.0 * env.max_tasks)  # uniform count 0..N
@@ -117,13 +161,24 @@ def train_steps_of(cfg: DictConfig, decisions_per_episode: float) -> tuple[int, 
     return int(round(episodes * decisions_per_episode)), float(episodes)
 
 
-def _method_config(cfg: DictConfig, method: DictConfig, episodes: float) -> DictConfig:
-    """The method's config for this budget: capped warm-up (smoke) and the ε ramp scaled.
+# Step counts of a method config that follow the authors' slot schedule (warm-up, update
+# period, ε ramp); a method's `decisions_per_slot` says how many decisions a slot had where
+# they were converted from slots.
+SLOT_SCHEDULE_KEYS = ("learning_starts", "train_every", "exploration_start", "exploration_steps")
 
-    The published ε ramps (DQN baselines) are defined for the authors' episode counts; a
+
+def _method_config(cfg: DictConfig, method: DictConfig, episodes: float, decisions_per_slot: float) -> DictConfig:
+    """The method's config for this env and budget: slot schedule, capped warm-up, ε ramp.
+
+    A config's step counts were converted from the authors' slots at its `decisions_per_slot`
+    (e.g. "learn every 10 slots" = 750 decisions on amcoedge); on an environment with another
+    rate they are converted again, so that the method keeps its schedule in slots. The
+    published ε ramps (DQN baselines) are defined for the authors' episode counts; a
     smaller budget compresses the ramp in proportion (never stretches it), so that every
     baseline ends its run as greedy as it does in the paper.
     """
+    if "decisions_per_slot" in method:
+        method = _schedule_for(method, decisions_per_slot)
     updates: dict[str, Any] = {}
     cap = cfg.budget.get("learning_starts")
     if cap is not None and "learning_starts" in method:
@@ -136,6 +191,14 @@ def _method_config(cfg: DictConfig, method: DictConfig, episodes: float) -> Dict
     return OmegaConf.merge(method, updates) if updates else method
 
 
+def _schedule_for(method: DictConfig, decisions_per_slot: float) -> DictConfig:
+    """`method` with its slot schedule converted to this env's decisions per slot."""
+    rate = decisions_per_slot / float(method.decisions_per_slot)
+    rescaled = {key: max(1, int(round(int(method[key]) * rate))) for key in SLOT_SCHEDULE_KEYS if key in method}
+    kept = OmegaConf.masked_copy(method, [key for key in method if key != "decisions_per_slot"])
+    return OmegaConf.merge(kept, rescaled)
+
+
 def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     """Train and evaluate every method in every view; write tables and plots."""
     run_dir = pathlib.Path(run_dir)
@@ -145,12 +208,22 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     eval_key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), 10_000)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     histories: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    budget_note = ""
+    budget_notes: dict[str, str] = {}
+    skipped: list[dict[str, str]] = []
+    fallbacks = dict(cfg.get("fallbacks") or {})
     for view in cfg.views:
         results[view], histories[view] = {}, {}
         for key, method in _selected(cfg).items():
             env_cfg = view_env_config(cfg, view, key)
             if env_cfg is None:
+                continue
+            if key in fallbacks and fallbacks[key] in results[view]:
+                continue  # stands in for a method that ran here
+            reason = unbuildable(cfg, key, method, env_cfg)
+            if reason is not None:
+                skipped.append({"name": key, "view": view, "label": str(method.get("label") or key),
+                                "reason": reason})  # fmt: skip
+                print(json.dumps({"view": view, "method": key, "skipped": reason}), flush=True)
                 continue
             if view == "published" and env_cfg.env_copy == "own" and key in results.get("fidelity", {}):
                 results[view][key] = {**results["fidelity"][key], "reused_from": "fidelity"}
@@ -158,13 +231,15 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             env, params = build_mec(env_cfg, action_space=method.get("action_space"))
             per_episode = expected_decisions_per_episode(env, params)
             train_steps, episodes = train_steps_of(cfg, per_episode)
-            budget_note = (f"{train_steps:,} environment steps (≈ {episodes:g} episodes of "
-                           f"≈ {per_episode:,.0f} decisions) per seed")  # fmt: skip
+            budget_notes[view] = (f"{train_steps:,} environment steps (≈ {episodes:g} episodes of "
+                                  f"≈ {per_episode:,.0f} decisions) per seed")  # fmt: skip
             if method.get("kind") == "scheduler":
-                row = _evaluate_scheduler(env, params, method, eval_key, num_seeds, eval_episodes)
+                row = _evaluate_scheduler(env, params, method, eval_key, num_seeds, eval_episodes,
+                                          bool(cfg.get("decision_time", True)))  # fmt: skip
             else:
                 row, history = _train_and_evaluate(
-                    cfg, env, params, _method_config(cfg, method, episodes), train_steps,
+                    cfg, env, params, _method_config(cfg, method, episodes, per_episode / int(params.num_slots)),
+                    train_steps,
                     eval_key, eval_episodes, run_dir, view, key, config,
                 )  # fmt: skip
                 histories[view][key] = history
@@ -173,10 +248,14 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             results[view][key] = row
             print(json.dumps({"view": view, "method": key, **_printable(row)}), flush=True)
     milp = milp_yardstick(cfg) if cfg.get("milp") and "clean" in cfg.views else None
-    table = results_table(cfg, results, budget_note, num_seeds, eval_episodes, milp)
+    notes = sorted(set(budget_notes.values()))
+    budget_note = notes[0] if len(notes) == 1 else "; ".join(f"{v}: {n}" for v, n in budget_notes.items())
+    table = results_table(cfg, results, budget_note, num_seeds, eval_episodes, milp, skipped)
     (run_dir / "results.md").write_text(table)
     if any(histories.values()):
         plot_learning_curves(histories, run_dir / "learning_curves.png")
+    if cfg.get("delay_percentiles"):
+        plot_delay_distributions(cfg, results, run_dir / "delay_cdf.png")
     print(table)
     return {
         "methods": [
@@ -187,6 +266,8 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
         "comparisons": comparisons(cfg, results),
         "budget": budget_note,
         "milp": milp,
+        "yardstick": cfg.get("yardstick"),
+        "skipped": skipped,
     }
 
 
@@ -223,7 +304,7 @@ def milp_yardstick(cfg: DictConfig) -> dict[str, Any]:
             "wall_s": time.perf_counter() - started}  # fmt: skip
 
 
-def _evaluate_scheduler(env, params, method, key, num_seeds, eval_episodes) -> dict[str, Any]:
+def _evaluate_scheduler(env, params, method, key, num_seeds, eval_episodes, timed=True) -> dict[str, Any]:
     from ddrl.evaluate import evaluate
 
     policy = make_scheduler(method.name, env)
@@ -232,7 +313,7 @@ def _evaluate_scheduler(env, params, method, key, num_seeds, eval_episodes) -> d
     jax.block_until_ready(metrics)
     row = _metric_row(metrics)
     row["eval_wall_s"] = time.perf_counter() - started
-    row["decision_us"] = decision_time_us(env, params, lambda inputs: policy, None)
+    row["decision_us"] = decision_time_us(env, params, lambda inputs: policy, None) if timed else math.nan
     return row
 
 
@@ -248,6 +329,7 @@ def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_ep
         num_chunks=int(cfg.budget.get("num_chunks") or cfg.num_chunks),
     )  # fmt: skip
     name = f"{view}-{key}"
+    resumed = bool(cfg.resume) and (run_dir / "checkpoints" / name).exists()
     logger = make_logger(cfg.logger, run_dir / name, config, cfg.experiment_name, name, num_seeds)
     started = time.perf_counter()
     try:
@@ -266,11 +348,13 @@ def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_ep
         logger.close()
     row["eval_wall_s"] = time.perf_counter() - started
     row["train_wall_s"] = train_wall
+    row["resumed"] = resumed  # trained (in part) by an earlier process: train_wall_s is not the whole
     row["train_make_span"] = tuple(float(x) for x in mean_ci(history["step_make_span"][-1]))
     row["env_steps_per_s"] = trainer.total_steps * num_seeds / train_wall
     row["env_steps"] = trainer.total_steps
     first_seed = jax.tree.map(lambda x: x[0], inputs)
-    row["decision_us"] = decision_time_us(env, params, trainer.greedy_policy, first_seed)
+    row["decision_us"] = (decision_time_us(env, params, trainer.greedy_policy, first_seed)
+                          if cfg.get("decision_time", True) else math.nan)  # fmt: skip
     np.savez(run_dir / f"{name}_history.npz", **history)
     return row, history
 
@@ -285,6 +369,10 @@ def _metric_row(metrics) -> dict[str, Any]:
     }
     row: dict[str, Any] = {k: tuple(float(x) for x in mean_ci(v)) for k, v in per_seed.items()}
     row["per_seed_make_span"] = per_seed["make_span"].tolist()
+    histogram = np.asarray(metrics.delay_histogram).sum(axis=1)  # (seeds, bins)
+    for percent, values in zip(PERCENTILES, delay_percentiles(histogram, PERCENTILES).T):
+        row[f"delay_p{percent}"] = tuple(float(x) for x in mean_ci(values))
+    row["delay_histogram"] = histogram.sum(axis=0).tolist()
     return row
 
 
@@ -306,7 +394,7 @@ def decision_time_us(env, params, make_policy, policy_input, tasks: int = 75) ->
 
 
 def _printable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k != "per_seed_make_span"}
+    return {k: v for k, v in row.items() if k not in ("per_seed_make_span", "delay_histogram")}
 
 
 # ----------------------------------------------------------------------------- tables
@@ -364,7 +452,7 @@ def _fmt(pair, digits: int = 4) -> str:
 
 
 def results_table(cfg, results, budget_note: str, num_seeds: int, eval_episodes: int,
-                  milp: dict[str, Any] | None = None) -> str:
+                  milp: dict[str, Any] | None = None, skipped: list[dict[str, str]] | None = None) -> str:
     """Markdown tables: one per view, then the headline method's reductions."""
     reference = dict(cfg.get("reference") or {})
     lines = [
@@ -383,10 +471,12 @@ def results_table(cfg, results, budget_note: str, num_seeds: int, eval_episodes:
         if not rows:
             continue
         myopic = rows.get(cfg.get("yardstick", "optimal_myopic"))
-        lines += [f"## {view}: {VIEW_TITLES[view]}", "",
-                  f"| method | env | make-span (s) | failure rate | gap to {cfg.get('yardstick', 'optimal_myopic')} | "
-                  "training make-span, last chunk (s) | authors' figure | train wall (s) | decision (µs/task) |",
-                  "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        tails = bool(cfg.get("delay_percentiles"))
+        tail_head = "".join(f" delay p{p} (s) |" for p in PERCENTILES) if tails else ""
+        lines += [f"## {view}: {view_title(cfg, view)}", "",
+                  f"| method | env | make-span (s) | failure rate | gap to {cfg.get('yardstick', 'optimal_myopic')} |"
+                  f"{tail_head} training make-span, last chunk (s) | authors' figure | train wall (s) | decision (µs/task) |",
+                  "|---|---|---|---|---|" + "---|" * (len(PERCENTILES) if tails else 0) + "---|---|---|---|"]  # fmt: skip
         for key, row in sorted(rows.items(), key=lambda item: item[1]["make_span"][0]):
             gap = "–"
             if myopic is not None:
@@ -395,12 +485,22 @@ def results_table(cfg, results, budget_note: str, num_seeds: int, eval_episodes:
             shown = view == cfg.get("reference_view", "published") and key in reference
             authors = f"{reference[key]:.4f}" if shown else ""
             wall = f"{row['train_wall_s']:.0f}" if "train_wall_s" in row else "–"
+            wall = f"{wall} (resumed)" if row.get("resumed") else wall
             training = _fmt(row["train_make_span"]) if "train_make_span" in row else "–"
+            tail = "".join(f" {_fmt(row[f'delay_p{p}'], 3)} |" for p in PERCENTILES) if tails else ""
             lines.append(
                 f"| {row['label']} | {env_name} | {_fmt(row['make_span'])} | "
-                f"{row['failure_rate'][0]:.4f} | {gap} | {training} | {authors} | {wall} | "
-                f"{row['decision_us']:.1f} |"
+                f"{row['failure_rate'][0]:.4f} | {gap} |{tail} {training} | {authors} | {wall} | "
+                f"{_us(row['decision_us'])} |"
             )
+        for note in skipped or []:
+            if note["view"] == view:
+                columns = 9 + (len(PERCENTILES) if tails else 0)
+                lines.append(f"| {note['label']} | not run here (see below) |" + " – |" * (columns - 2))
+        lines.append("")
+    for note in skipped or []:
+        lines.append(f"- {note['view']}: `{note['name']}` not run: {note['reason']}")
+    if skipped:
         lines.append("")
     if milp:
         lines += [
@@ -424,6 +524,16 @@ def results_table(cfg, results, budget_note: str, num_seeds: int, eval_episodes:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def view_title(cfg: DictConfig, view: str) -> str:
+    if view in VIEW_TITLES:
+        return VIEW_TITLES[view]
+    return str(cfg.scenario_views[view].get("title") or view)
+
+
+def _us(value: float) -> str:
+    return f"{value:.1f}" if math.isfinite(value) else "–"
 
 
 def _claim_text(cfg: DictConfig, row: dict[str, Any]) -> str:
@@ -461,3 +571,31 @@ def plot_learning_curves(histories: dict, path: pathlib.Path) -> None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
+
+def plot_delay_distributions(cfg: DictConfig, results: dict, path: pathlib.Path) -> None:
+    """Per view, the tail of the per-task raw delay distribution: P(delay > x), log-log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    views = [view for view, rows in results.items() if rows]
+    fig, axes = plt.subplots(1, len(views), figsize=(5.0 * len(views), 4), squeeze=False)
+    edges = 10.0 ** (DELAY_LOG10_RANGE[0] + np.arange(1, len(next(iter(results[views[0]].values()))["delay_histogram"]) + 1)
+                     / DELAY_BINS_PER_DECADE)  # fmt: skip
+    for ax, view in zip(axes[0], views):
+        for key, row in sorted(results[view].items(), key=lambda item: item[1]["make_span"][0]):
+            counts = np.asarray(row["delay_histogram"], dtype=np.float64)
+            survival = 1.0 - np.cumsum(counts) / max(counts.sum(), 1.0)
+            shown = survival > 0
+            ax.step(edges[shown], survival[shown], where="post", label=row["label"])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(view_title(cfg, view), fontsize=9)
+        ax.set_xlabel("per-task delay x (s, no deadline cap)")
+        ax.set_ylabel("P(delay > x)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
