@@ -10,15 +10,15 @@ from cli import run_cli
 from ddrl.experiments.scheduling import _method_config
 
 
-def test_trace_smoke_reports_delay_percentiles(tmp_path):
+def test_trace_smoke_trains_lad_ts_and_reports_delay_percentiles(tmp_path):
     run_dir = tmp_path / "trace"
     result = run_cli("+experiment=trace", "budget=smoke", "budget.seeds=2", "logger=none", "views=[trace_60]",
-                     "only=[drlcoedge,optimal_myopic,randcoedge]", "env.num_slots=10",
+                     "only=[lad_ts,optimal_myopic,randcoedge]", "env.num_slots=10",
                      run_dir=run_dir)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = {m["name"]: m for m in summary["methods"]}
-    assert set(rows) == {"drlcoedge", "optimal_myopic", "randcoedge"}
+    assert set(rows) == {"lad_ts", "optimal_myopic", "randcoedge"}
     for row in rows.values():
         assert row["view"] == "trace_60"
         p50, p95, p99 = (row[f"delay_p{p}"][0] for p in (50, 95, 99))
