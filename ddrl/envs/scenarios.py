@@ -42,6 +42,16 @@ class Scenario:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+# Relative speed of one denoising step on each prototype machine (Quadro RTX 4000 = 1), an
+# assumption from peak FP16 throughput: Xavier NX's 384-core Volta GPU about 1.7 TFLOPS vs the
+# RTX 4000's about 14 TFLOPS (0.12); a 2.2 GHz Core i7 running the model on its CPU cores
+# about 0.5 TFLOPS FP32 at lower efficiency (0.04).
+PROTOTYPE_SPEEDS = {"jetson_xavier_nx": 0.12, "core_i7_2.2ghz": 0.04, "quadro_rtx_4000": 1.0}
+PROTOTYPE_MACHINES = ("jetson_xavier_nx",) * 3 + ("core_i7_2.2ghz", "quadro_rtx_4000")
+PROTOTYPE_TOTAL_GHZ = 150.0
+_PROTOTYPE_RELATIVE = [PROTOTYPE_SPEEDS[m] for m in PROTOTYPE_MACHINES]
+PROTOTYPE_CAPACITY = [PROTOTYPE_TOTAL_GHZ * s / sum(_PROTOTYPE_RELATIVE) for s in _PROTOTYPE_RELATIVE]
+
 SCENARIOS: dict[str, Scenario] = {
     # AMCoEdge / DDRL-AMSA: ChangfuXu/AMCoEdge defaults
     "amcoedge": Scenario(
@@ -96,21 +106,12 @@ SCENARIOS: dict[str, Scenario] = {
     "prototype": Scenario(
         num_tasks=64, arrivals="trace", workload="trace", action_space="subset", topk=3,
         params=dict(
-            capacity=None, rate=[400.0, 425, 450, 475, 500],
+            capacity=PROTOTYPE_CAPACITY, rate=[400.0, 425, 450, 475, 500],
             slot_length=1.0, num_slots=60, deadline=2.0, failure_penalty=10.0,
         ),
     ),
 }
 
-# Relative speed of one denoising step on each prototype machine (Quadro RTX 4000 = 1), an
-# assumption from peak FP16 throughput: Xavier NX's 384-core Volta GPU about 1.7 TFLOPS vs the
-# RTX 4000's about 14 TFLOPS (0.12); a 2.2 GHz Core i7 running the model on its CPU cores
-# about 0.5 TFLOPS FP32 at lower efficiency (0.04).
-PROTOTYPE_SPEEDS = {"jetson_xavier_nx": 0.12, "core_i7_2.2ghz": 0.04, "quadro_rtx_4000": 1.0}
-PROTOTYPE_MACHINES = ("jetson_xavier_nx",) * 3 + ("core_i7_2.2ghz", "quadro_rtx_4000")
-PROTOTYPE_TOTAL_GHZ = 150.0
-_speeds = [PROTOTYPE_SPEEDS[m] for m in PROTOTYPE_MACHINES]
-SCENARIOS["prototype"].params["capacity"] = [PROTOTYPE_TOTAL_GHZ * s / sum(_speeds) for s in _speeds]
 
 # `env.trace` defaults (conf/env/mec_trace.yaml documents each field).
 TRACE_DEFAULTS = dict(
