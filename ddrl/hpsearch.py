@@ -35,7 +35,7 @@ import numpy as np
 
 from ddrl import agents
 from ddrl.agents import common
-from ddrl.train import TRAINER_KEYS, _items, batch_sharding, make_trainer, seed_keys, shard
+from ddrl.training import METHOD_KEYS, batch_sharding, config_items, make_trainer, seed_keys, shard
 
 
 @dataclasses.dataclass
@@ -74,10 +74,10 @@ def split_grid(algo_cfg: Any, grid: Mapping[str, Sequence[Any]]) -> tuple[list[s
     per value). An unknown name, an empty list or a non-numeric vmapped value is a
     `ValueError`.
     """
-    algo = dict(_items(algo_cfg))
+    algo = dict(config_items(algo_cfg))
     name = algo.get("name")
     agent = agents.get(name)
-    config = agents.make_config(name, {k: v for k, v in algo.items() if k not in TRAINER_KEYS})
+    config = agents.make_config(name, {k: v for k, v in algo.items() if k not in METHOD_KEYS})
     vmappable = tuple(getattr(agent, "HPARAMS", ()))
     fields = {f.name for f in dataclasses.fields(config)}
     if not isinstance(grid, Mapping) or not grid:
@@ -123,7 +123,7 @@ def grid_search(
     its own. Returns per-setting, per-seed, per-chunk metrics (`SearchResult`).
     """
     vmapped, static = split_grid(algo_cfg, grid)
-    base = dict(_items(algo_cfg))
+    base = dict(config_items(algo_cfg))
     names = list(grid)
     settings = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
     groups: dict[str, list[int]] = {}

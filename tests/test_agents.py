@@ -6,7 +6,7 @@ import pytest
 
 from ddrl import agents
 from ddrl.agents import common
-from ddrl.train import make_trainer
+from ddrl.training import make_trainer
 from probe_envs import ACTION, CONSTANT, DISCOUNT, OBSERVATION, ProbeEnv, probe_obs
 
 GAMMA = 0.9

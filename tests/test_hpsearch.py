@@ -13,7 +13,7 @@ import pytest
 
 from ddrl import agents
 from ddrl.hpsearch import grid_search, split_grid
-from ddrl.train import make_trainer, run_training, seed_keys
+from ddrl.training import make_trainer, run_training, seed_keys
 
 TINY_DQN = {
     "name": "dqn", "hidden": [16], "batch_size": 32, "buffer_size": 600,
@@ -132,7 +132,7 @@ SHARDED_SCRIPT = textwrap.dedent(
     """
     import json, warnings
     import gymnax, jax, numpy as np
-    from ddrl.train import batch_sharding, make_trainer, run_training
+    from ddrl.training import batch_sharding, make_trainer, run_training
 
     assert len(jax.devices()) == 2, jax.devices()
     env, env_params = gymnax.make("CartPole-v1")

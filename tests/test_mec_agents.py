@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ddrl.agents import common, dqn, lad, topk_dqn
+from ddrl.agents import ActContext, AgentSpec, common, d2sac, dqn, lad_ts, make_agent, topk_dqn
 from ddrl.envs.scenarios import build_mec
-from ddrl.train import make_trainer
+from ddrl.training import make_trainer
 
 TINY_AMCOEDGE = {"scenario": "amcoedge", "num_tasks": 3, "num_slots": 3, "arrival_prob": 0.9}
 TINY_DQN = {"name": "dqn", "per_bs": True, "hidden": [8], "batch_size": 4, "buffer_size": 64,
@@ -81,7 +81,7 @@ def test_per_bs_policy_acts_with_the_deciding_bs_agent():
         return {"params": {**params["params"], last: {"kernel": jnp.zeros_like(layer["kernel"]), "bias": bias}}}
 
     agent = runner.agent.replace(q=runner.agent.q.replace(params=prefer_own_index(runner.agent.q.params)))
-    policy = trainer.greedy_policy((agent, None))
+    policy = trainer.greedy_policy(agent)
     _, state = env.reset(jax.random.PRNGKey(1), params)
     for bs in range(env.num_servers):
         at_bs = state.replace(position=jnp.int32(bs * env.max_tasks))
@@ -112,7 +112,7 @@ def test_topk_target_is_the_jth_largest_next_value():
 
 def test_topk_actions_map_to_their_server_set():
     chosen = jnp.array([[3, 0, 4], [1, 2, 0]])
-    scores = topk_dqn.env_action(chosen, 5)
+    scores = topk_dqn.TopKAgent("topk_dqn", topk_dqn, topk_dqn.Config(), 5).env_action(chosen)
     env, _ = build_mec({"scenario": "amcoedge"}, action_space="topk")
     for row, servers in zip(scores, np.asarray(chosen)):
         mask = np.asarray(env.actions.to_mask(row, jnp.int32(0)))
@@ -127,20 +127,21 @@ def test_topk_actions_map_to_their_server_set():
 def lad_run():
     env, params = build_mec({"scenario": "ladts", "num_tasks": 2, "num_slots": 2, "capacity": [30.0, 40],
                              "rate": [450.0, 470]})  # fmt: skip
-    trainer = make_trainer({"name": "lad", "per_bs": True, "learning_starts": 8, "train_every": 4,
+    trainer = make_trainer({"name": "lad_ts", "per_bs": True, "group_acting": "dense", "learning_starts": 8, "train_every": 4,
                             "batch_size": 4}, env, params, 192, num_envs=2, num_chunks=2)  # fmt: skip
     runner = jax.jit(trainer.init)(jax.random.PRNGKey(0))
-    initial = np.asarray(runner.latent)
+    table = lambda runner: np.asarray(runner.agent.latent).reshape(-1, env.num_servers)  # noqa: E731  (BS, cells)
+    initial = table(runner)
     run_chunk = jax.jit(trainer.run_chunk)
     runner, _ = run_chunk(runner, jnp.int32(0))
-    after_first = np.asarray(runner.latent)
+    after_first = table(runner)
     runner, _ = run_chunk(runner, jnp.int32(1))
-    return env, params, initial, after_first, np.asarray(runner.latent)
+    return env, params, initial, after_first, table(runner)
 
 
 def test_latent_table_holds_one_probability_vector_per_cell(lad_run):
     env, params, initial, _, final = lad_run
-    assert final.shape == (env.num_task_cells(params), env.num_servers)  # (slot, BS, index) cells
+    assert final.shape == (env.num_servers * env.cells_per_bs(params), env.num_servers)  # (BS, slot, index) cells
     written = ~np.all(final == initial, axis=1)
     assert written.sum() >= 4  # several cells visited
     np.testing.assert_allclose(final[written].sum(axis=1), 1.0, rtol=1e-5)
@@ -157,16 +158,16 @@ def test_latent_table_persists_across_episodes(lad_run):
 
 
 def test_lad_chain_starts_from_the_latent():
-    state = lad.init(jax.random.PRNGKey(0), (4 + 3,), 3, lad.Config())
+    state = lad_ts.init(jax.random.PRNGKey(0), (4 + 3,), 3, lad_ts.Config())
     obs = jnp.concatenate([jnp.ones((2, 4)), jnp.array([[5.0, -5.0, 0.0], [-5.0, 5.0, 0.0]])], axis=1)
     key = jax.random.PRNGKey(1)
-    probs = np.asarray(lad.policy(state, state.actor.params, obs, key))
+    probs = np.asarray(lad_ts.policy(state, state.actor.params, obs, key))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     assert not np.allclose(probs[0], probs[1])  # same state, same noise, different start
 
 
 def test_factored_set_value_and_actions():
-    from ddrl.agents import factored_d2sac
+    from ddrl.agents import d2sac_factored as factored_d2sac
 
     q = jnp.array([[1.0, 2.0, 3.0, 4.0, 10.0, 20.0, 30.0, 40.0]])  # B = 4: per-ES | per-count
     mask = jnp.array([[True, False, True, False]])
@@ -176,7 +177,8 @@ def test_factored_set_value_and_actions():
     np.testing.assert_allclose(float(state.hyper.target_entropy), 0.7 * 2 * np.log(4), rtol=1e-6)
     sets = factored_d2sac.act(state, jnp.ones((64, 6)), jax.random.PRNGKey(1), True)
     assert sets.shape == (64, 4) and np.all(np.asarray(sets).sum(axis=1) >= 1)
-    warmup = factored_d2sac.random_action(jax.random.PRNGKey(2), 4, (256,), None)
+    agent = factored_d2sac.FactoredAgent("d2sac_factored", factored_d2sac, factored_d2sac.Config(), 4)
+    warmup = agent.random_action(jax.random.PRNGKey(2), (256,))
     assert set(np.asarray(warmup).sum(axis=1).tolist()) == {1, 2, 3, 4}
 
 
@@ -191,3 +193,49 @@ def test_factored_ddrl_amsa_trains_with_many_servers():
     assert runner.buffer.storage.action.shape[-1] == 12 and runner.buffer.storage.action.dtype == bool
     assert np.all(np.isfinite(np.asarray(metrics["critic_loss"]))) and float(metrics["critic_loss"][0]) > 0
     assert 0 < float(metrics["step_make_span"][0]) < 5
+
+
+@pytest.mark.parametrize("name", ["d2sac", "lad_ts"])
+def test_per_bs_dense_acting_equals_the_per_environment_gather(name):
+    """PerGroup's dense acting (every BS's agent on the whole batch, then select) and its
+    gather acting give the actions of a per-environment gather of the deciding BS's agent
+    state (the previous loop's way), key for key; LAD-TS's table is written only at the
+    deciding BS's cells."""
+    groups, envs, actions = 3, 7, 4
+    config = agents_config(name)
+    spec = AgentSpec((5,), actions, num_groups=groups, cells_per_group=6)
+    dense = make_agent(name, config, spec, per_group=True, group_acting="dense")
+    gather = make_agent(name, config, spec, per_group=True, group_acting="gather")
+    state = dense.init(jax.random.PRNGKey(0), spec)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (envs, 5))
+    ctx = ActContext(jnp.int32(0), jnp.array([0, 2, 1, 2, 0, 1, 2]), jnp.array([0, 1, 2, 3, 4, 5, 0]),
+                     jnp.ones(envs, bool))  # fmt: skip
+    keys = jax.random.split(jax.random.PRNGKey(2), envs)
+    inner = dense.inner
+
+    def reference(e):
+        own = jax.tree.map(lambda leaf: leaf[ctx.group[e]], state)
+        one = ActContext(ctx.env_steps, jnp.zeros(1, jnp.int32), ctx.cell[e : e + 1], jnp.ones(1, bool))
+        return inner.act(own, obs[e : e + 1], one, keys[e : e + 1], True)
+
+    expected = [reference(e) for e in range(envs)]
+    for agent in (dense, gather):
+        action, aux = jax.jit(lambda s: agent.act(s, obs, ctx, keys, True))(state)
+        np.testing.assert_array_equal(np.asarray(action), np.concatenate([np.asarray(a) for a, _ in expected]))
+        if name == "lad_ts":
+            np.testing.assert_allclose(np.asarray(aux), np.concatenate([np.asarray(p) for _, p in expected]),
+                                       rtol=1e-5, atol=1e-6)  # fmt: skip
+            recorded = dense.record(state, ctx, aux)
+            for e in range(envs):
+                g, c = int(ctx.group[e]), int(ctx.cell[e])
+                np.testing.assert_allclose(np.asarray(recorded.latent[g, c]), np.asarray(aux[e]), rtol=1e-6)
+            untouched = np.ones((groups, 6), bool)
+            untouched[np.asarray(ctx.group), np.asarray(ctx.cell)] = False
+            np.testing.assert_array_equal(np.asarray(recorded.latent)[untouched], np.asarray(state.latent)[untouched])
+
+
+def agents_config(name):
+    from ddrl.agents import make_config
+
+    small = {"denoiser_hidden": [8], "critic_hidden": [8]}
+    return make_config(name, small)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ddrl.train import NonFiniteLossError, make_trainer, run_training, seed_keys
+from ddrl.training import NonFiniteLossError, make_trainer, run_training, seed_keys
 
 STEPS_PER_CHUNK = 400
 TINY_DQN = {

@@ -1,21 +1,26 @@
 """Learning algorithms, one module each, looked up by the name used in `conf/algo/`.
 
-Every module provides `KIND` ("off_policy" or "on_policy"), a frozen `Config`
-dataclass of hyper-parameters, `init(key, obs_shape, n_actions, cfg)`,
-`act(state, obs, key, explore)` and `update(state, batch, key)`.
+Every module provides `KIND` ("off_policy" or "on_policy"), a frozen `Config` dataclass of
+hyper-parameters, `init(key, obs_shape, n_actions, cfg)`, `act(state, obs, key, explore)`
+and `update(state, batch, key)`; `make_agent` wraps it in the agent protocol of
+`ddrl.agents.base` (the module's own agent class where it has abilities of its own: top-k
+and set actions, LAD-TS's latent table), and in `PerGroup` for one agent per base station.
+Registry key = module name = the `name` in `conf/algo/*.yaml`.
 """
 import dataclasses
 from types import ModuleType
 from typing import Any
 
-from ddrl.agents import common, d2sac, dqn, factored_d2sac, lad, ppo, sac, topk_dqn
+from ddrl.agents import common, d2sac, d2sac_factored, dqn, lad_ts, ppo, sac, topk_dqn
+from ddrl.agents.base import ActContext, AgentSpec, ModuleAgent, OnPolicyModuleAgent
+from ddrl.agents.per_group import PerGroup
 
 REGISTRY: dict[str, ModuleType] = {
     "d2sac": d2sac,
     "d2sac_published": d2sac,
-    "d2sac_factored": factored_d2sac,
+    "d2sac_factored": d2sac_factored,
     "dqn": dqn,
-    "lad": lad,
+    "lad_ts": lad_ts,
     "sac": sac,
     "ppo": ppo,
     "topk_dqn": topk_dqn,
@@ -23,6 +28,15 @@ REGISTRY: dict[str, ModuleType] = {
 
 # Presets whose defaults differ from their module's `Config()`.
 PRESETS: dict[str, Any] = {"d2sac_published": d2sac.PUBLISHED}
+
+# Agents with abilities of their own (everything else is a plain ModuleAgent).
+AGENT_CLASSES: dict[str, type] = {
+    "d2sac_factored": d2sac_factored.FactoredAgent,
+    "lad_ts": lad_ts.LatentAgent,
+    "topk_dqn": topk_dqn.TopKAgent,
+}
+
+__all__ = ["ActContext", "AgentSpec", "PerGroup", "REGISTRY", "get", "make_agent", "make_config"]
 
 
 def get(name: str) -> ModuleType:
@@ -41,6 +55,23 @@ def make_config(name: str, overrides: Any = None) -> Any:
     override_cfg = common.config_from(module.Config, overrides)  # validates the keys
     given = {k for k in _keys(overrides) if k not in ("name", "kind")}
     return dataclasses.replace(base, **{k: getattr(override_cfg, k) for k in given})
+
+
+def make_agent(name: str, config: Any, spec: AgentSpec, per_group: bool = False,
+               group_acting: str = "gather") -> Any:
+    """The agent `name` with `config` (a Config) for an environment described by `spec`.
+
+    `per_group`: one agent per base station (`spec.num_groups` of them, stacked).
+    """
+    module = get(name)
+    if module.KIND == "on_policy":
+        if per_group:
+            raise ValueError(f"per_bs: only off-policy agents support per-BS stacking, not {name}")
+        return OnPolicyModuleAgent(name, module, config, spec.num_actions)
+    cls = AGENT_CLASSES.get(name, ModuleAgent)
+    extra = {"cells_per_group": spec.cells_per_group} if cls is lad_ts.LatentAgent else {}
+    agent = cls(name, module, config, spec.num_actions, **extra)
+    return PerGroup(agent, spec.num_groups, group_acting) if per_group else agent
 
 
 def _keys(mapping: Any) -> list[str]:

@@ -1,6 +1,6 @@
 """PPO with a clipped surrogate, GAE and separate actor and critic MLPs.
 
-Defaults are PureJaxRL's CartPole settings. On-policy contract (used by `ddrl.train`):
+Defaults are PureJaxRL's CartPole settings. On-policy contract (used by `ddrl.training`):
 `act_and_value` during rollouts and `update(state, rollout, key)` on a whole rollout.
 """
 import dataclasses

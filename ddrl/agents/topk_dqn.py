@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ddrl.agents import common, dqn
+from ddrl.agents.base import ModuleAgent
 from ddrl.agents.dqn import AgentState, epsilon
 
 KIND = "off_policy"
@@ -38,17 +39,20 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
     return dqn.init(key, obs_shape, n_actions, cfg)
 
 
-def random_action(key: jax.Array, n_actions: int, shape: tuple[int, ...], cfg) -> jax.Array:
-    """k distinct servers drawn uniformly, shape `shape + (k,)`."""
-    k = common.config_from(Config, cfg).k
-    return jnp.argsort(jax.random.uniform(key, tuple(shape) + (n_actions,)), axis=-1)[..., :k]
+@dataclasses.dataclass(frozen=True)
+class TopKAgent(ModuleAgent):
+    """Top-k DQN: actions are k server indices; the environment takes a score vector."""
 
+    def random_action(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        """k distinct servers drawn uniformly, shape `shape + (k,)`."""
+        scores = jax.random.uniform(key, tuple(shape) + (self.num_actions,))
+        return jnp.argsort(scores, axis=-1)[..., : self.config.k]
 
-def env_action(action: jax.Array, n_actions: int) -> jax.Array:
-    """Scores whose top k are the chosen servers (rank j gets k − j, the rest −1)."""
-    k = action.shape[-1]
-    weights = (k - jnp.arange(k) + 1).astype(jnp.float32)
-    return jnp.sum(jax.nn.one_hot(action, n_actions) * weights[:, None], axis=-2) - 1.0
+    def env_action(self, action: jax.Array) -> jax.Array:
+        """Scores whose top k are the chosen servers (rank j gets k − j, the rest −1)."""
+        k = action.shape[-1]
+        weights = (k - jnp.arange(k) + 1).astype(jnp.float32)
+        return jnp.sum(jax.nn.one_hot(action, self.num_actions) * weights[:, None], axis=-2) - 1.0
 
 
 def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from ddrl.hpsearch import grid_search
-from ddrl.train import make_trainer, seed_keys
+from ddrl.training import make_trainer, seed_keys
 
 # A small d2sac (the project preset with 32-wide networks and batch 64), so that the
 # comparison runs in minutes on a CPU; compile times do not depend much on the widths.

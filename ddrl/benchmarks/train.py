@@ -14,7 +14,7 @@ import gymnax
 import jax
 
 from ddrl import agents
-from ddrl.train import make_trainer, seed_keys
+from ddrl.training import make_trainer, seed_keys
 
 
 def measure(name: str, steps: int, num_seeds: int, repeats: int) -> dict:

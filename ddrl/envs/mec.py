@@ -281,14 +281,16 @@ class MEC(environment.Environment[MECState, MECParams]):
     def task_index(self, state: MECState) -> jax.Array:
         return state.position % self.max_tasks
 
-    def num_task_cells(self, params: MECParams) -> int:
-        """Number of (slot, BS, task index) cells of an episode (LAD-TS's latent table)."""
-        return int(params.num_slots) * self.num_servers * self.max_tasks
+    def cells_per_bs(self, params: MECParams) -> int:
+        """Number of (slot, task index) cells of one BS in an episode (LAD-TS's latent table)."""
+        return int(params.num_slots) * self.max_tasks
 
-    def task_cell(self, state: MECState, params: MECParams) -> jax.Array:
-        """Cell (slot, BS, task index) of the task being decided, as one flat index."""
+    def agent_context(self, state: MECState, params: MECParams) -> tuple[jax.Array, jax.Array]:
+        """What an agent may read besides the observation: the deciding BS and the task's
+        cell (slot, task index) within that BS, as one flat index."""
         slot = jnp.minimum(state.slot, params.num_slots - 1)
-        return slot * self.num_servers * self.max_tasks + state.position
+        cell = slot * self.max_tasks + self.task_index(state)
+        return self.deciding_bs(state).astype(jnp.int32), cell.astype(jnp.int32)
 
     def wait_and_cost(self, state: MECState, params: MECParams) -> tuple[jax.Array, jax.Array]:
         """Per-ES waiting time w_i and whole-task cost c_i of the current task (§4)."""

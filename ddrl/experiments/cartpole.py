@@ -47,7 +47,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     import gymnax
 
     from ddrl.log import make_logger
-    from ddrl.train import make_trainer, run_training
+    from ddrl.training import make_trainer, run_training
 
     run_dir = pathlib.Path(run_dir)
     env, env_params = gymnax.make(cfg.env.id)

@@ -65,9 +65,9 @@ def validate(cfg: DictConfig) -> None:
         if kind != "scheduler" and method.name not in agents.REGISTRY:
             raise ConfigError(f"methods.{key}.name", f"unknown agent {method.name!r}")
         if kind != "scheduler":  # misspelt hyper-parameters fail here, before any training
-            from ddrl.train import TRAINER_KEYS
+            from ddrl.training import METHOD_KEYS
 
-            hyper = {k: v for k, v in OmegaConf.to_container(method).items() if k not in TRAINER_KEYS}
+            hyper = {k: v for k, v in OmegaConf.to_container(method).items() if k not in METHOD_KEYS}
             try:
                 agents.make_config(method.name, hyper)
             except (ValueError, TypeError) as error:
@@ -321,7 +321,7 @@ def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_ep
                         run_dir, view, key, config) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from ddrl.evaluate import evaluate_per_seed
     from ddrl.log import make_logger
-    from ddrl.train import make_trainer, run_training
+    from ddrl.training import make_trainer, run_training
 
     num_seeds = int(cfg.budget.seeds)
     trainer = make_trainer(
@@ -339,7 +339,7 @@ def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_ep
         )  # fmt: skip
         train_wall = time.perf_counter() - started
         started = time.perf_counter()
-        inputs = trainer.policy_inputs(final)
+        inputs = final.agent
         metrics = evaluate_per_seed(env, params, trainer.greedy_policy, inputs, eval_key, eval_episodes)
         jax.block_until_ready(metrics)
         row = _metric_row(metrics)

@@ -16,10 +16,13 @@ The soft value and the actor objective use the factored expectation
 so everything is linear in B. The rest (reverse chain, targets, α, optimisers) is `d2sac`'s;
 the target entropy ratio applies to the largest factored entropy 2·log B.
 """
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from ddrl.agents import common, d2sac
+from ddrl.agents.base import ModuleAgent
 from ddrl.agents.d2sac import AgentState, Config  # noqa: F401  (Config: the agent's settings)
 from ddrl.nets import sample
 
@@ -74,11 +77,15 @@ def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.A
     return set_of(jnp.where(explore, log_es + gumbel, log_es), count)
 
 
-def random_action(key: jax.Array, n_actions: int, shape: tuple[int, ...], cfg) -> jax.Array:
-    """A uniformly drawn count, then that many servers uniformly (warm-up)."""
-    key_count, key_rank = jax.random.split(key)
-    count = jax.random.randint(key_count, tuple(shape), 1, n_actions + 1)
-    return set_of(jax.random.uniform(key_rank, tuple(shape) + (n_actions,)), count)
+@dataclasses.dataclass(frozen=True)
+class FactoredAgent(ModuleAgent):
+    """Actions are boolean masks over the `num_actions` servers."""
+
+    def random_action(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        """A uniformly drawn count, then that many servers uniformly (warm-up)."""
+        key_count, key_rank = jax.random.split(key)
+        count = jax.random.randint(key_count, tuple(shape), 1, self.num_actions + 1)
+        return set_of(jax.random.uniform(key_rank, tuple(shape) + (self.num_actions,)), count)
 
 
 def set_value(q: jax.Array, mask: jax.Array) -> jax.Array:

@@ -2,12 +2,12 @@
 
 The diffusion actor is `d2sac`'s, but its reverse chain starts from a *latent action*: the
 probability vector last produced for the same (slot, BS, task index) cell, kept in a table
-that persists across episodes (initialised N(0, 1)). The training loop keeps that table
-(`USES_LATENT`), writes every decision's π(·|s) into it and appends the cell's latent to
-the observation; so this agent's observations are `[s, latent]`. The actor reads both
-(chain conditioned on s, started from latent), the twin critic reads s only. Replayed
-transitions carry the latent they were decided from and the next cell's latent, as the
-published code stores them.
+that persists across episodes (initialised N(0, 1)). The table is part of this agent's
+state (`LatentState`); the environment only says which cell a task is in (`ActContext`).
+Every decision writes its π(·|s) into the table (`record`), and what the agent stores and
+learns from is `[s, latent]` (`observe`): the actor reads both (chain conditioned on s,
+started from latent), the twin critic reads s only. Replayed transitions carry the latent
+they were decided from and the next cell's latent, as the published code stores them.
 
 Published settings (`Config()` defaults; ALGORITHMS.md): denoiser 20-20 ReLU with a softmax
 output used as ε̂, T = 5, twin Q 20-20, soft target with entropy, learned α (init 0.05,
@@ -16,15 +16,17 @@ per BS, start after 300 samples, batch 64, no x̂_0 clipping, no weight decay.
 """
 import dataclasses
 
+import flax.struct
 import jax
+import jax.numpy as jnp
 
 from ddrl.agents import common, d2sac
+from ddrl.agents.base import ActContext, AgentSpec, ModuleAgent
 from ddrl.agents.d2sac import AgentState
 from ddrl.nets import sample
 
 KIND = "off_policy"
 HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
-USES_LATENT = True  # the training loop keeps the latent table and appends latents to obs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +91,58 @@ def act_latent(state: AgentState, obs: jax.Array, key: jax.Array, explore) -> tu
 def act(state: AgentState, obs: jax.Array, key: jax.Array, explore) -> jax.Array:
     """Sample from π when exploring, argmax of π otherwise."""
     return act_latent(state, obs, key, explore)[0]
+
+
+@flax.struct.dataclass
+class LatentState:
+    """The diffusion actor-critic and its latent action table, one row per task cell."""
+
+    agent: AgentState
+    latent: jax.Array  # (groups × cells per group, actions)
+
+    @property
+    def env_steps(self) -> jax.Array:
+        return self.agent.env_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentAgent(ModuleAgent):
+    """LAD-TS: the table of latent actions lives in the agent's state."""
+
+    cells_per_group: int = 0  # rows of one group's part of the table (the env's task cells)
+
+    def init(self, key: jax.Array, spec: AgentSpec, hparams: dict | None = None) -> LatentState:
+        if spec.cells_per_group != self.cells_per_group or spec.cells_per_group < 1:
+            raise ValueError(f"{self.name}: latent actions need an environment with task cells (MEC)")
+        key_agent, key_latent = jax.random.split(key)
+        obs_shape = (spec.obs_shape[-1] + spec.num_actions,)
+        agent = super().init(key_agent, dataclasses.replace(spec, obs_shape=obs_shape), hparams)
+        rows = spec.num_groups * spec.cells_per_group
+        return LatentState(agent, jax.random.normal(key_latent, (rows, spec.num_actions)))
+
+    def _rows(self, ctx: ActContext) -> jax.Array:
+        return ctx.group * self.cells_per_group + ctx.cell
+
+    def observe(self, state: LatentState, obs: jax.Array, ctx: ActContext) -> jax.Array:
+        """`[s, latent]`: the observation and its cell's latent action."""
+        return jnp.concatenate([obs, state.latent[self._rows(ctx)]], axis=-1)
+
+    def act(self, state: LatentState, obs: jax.Array, ctx: ActContext, keys: jax.Array,
+            explore: bool | jax.Array) -> tuple[jax.Array, jax.Array]:
+        agent_obs = self.observe(state, obs, ctx)
+        inner = state.agent.replace(env_steps=ctx.env_steps)
+        action, probs = jax.vmap(lambda o, k: act_latent(inner, o[None], k, explore))(agent_obs, keys)
+        return action[:, 0], probs[:, 0]
+
+    def record(self, state: LatentState, ctx: ActContext, aux: jax.Array) -> LatentState:
+        """Each active decision's π(·|s) becomes its cell's latent action."""
+        rows = jnp.where(ctx.active, self._rows(ctx), state.latent.shape[0])  # others dropped
+        return LatentState(state.agent.replace(env_steps=ctx.env_steps),
+                           state.latent.at[rows].set(aux, mode="drop"))
+
+    def update(self, state: LatentState, batch: common.Batch, key: jax.Array) -> tuple[LatentState, dict]:
+        agent, metrics = update(state.agent, batch, key)
+        return state.replace(agent=agent), metrics
 
 
 def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[AgentState, dict]:

@@ -1,0 +1,222 @@
+"""The agent protocols the training loops and the evaluation speak to.
+
+An agent is a small frozen object (its hyper-parameters plus what the environment told it
+at construction) with pure methods over an explicit state pytree. The loops never probe an
+agent with `getattr`: every ability is a method of the protocol, with a default in
+`OffPolicyBase` / `OnPolicyBase`.
+
+  init(key, spec, hparams)            -> state      (hparams: traced numeric overrides)
+  observe(state, obs, ctx)            -> what the agent stores and learns from
+  act(state, obs, ctx, keys, explore) -> (action, aux)   (a batch of envs, one key each)
+  record(state, ctx, aux)             -> state      (what acting changes: LAD-TS's latents)
+  update(state, batch, key)           -> (state, metrics)
+  random_action(key, shape)           -> uniform actions (off-policy warm-up)
+  env_action(action)                  -> what the environment's `step` takes
+
+Off-policy agents also own their replay layout (`init_buffer`, `store`, `learn`), so that a
+wrapper such as `PerGroup` (one agent per base station) can keep one buffer per group
+without a branch in the loop. The context `ActContext` is what an agent may read of the
+environment besides the observation: the deciding base station and the task's cell
+(LAD-TS keeps a latent action per cell in its own state).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol, runtime_checkable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from ddrl.agents import common
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSpec:
+    """What an agent is built for: observation shape, head size, and the env's cells."""
+
+    obs_shape: tuple[int, ...]
+    num_actions: int  # outputs of the agent's head (discrete actions, or per-server scores)
+    num_groups: int = 1  # base stations whose tasks the agent may decide (cells are per group)
+    cells_per_group: int = 0  # task cells (slot, task index) of one group; 0: the env has none
+
+
+@flax.struct.dataclass
+class ActContext:
+    """What an agent may read besides the observation, one entry per environment."""
+
+    env_steps: jax.Array  # () environment steps taken so far in training (ε schedules)
+    group: jax.Array  # (batch,) int32 deciding base station (0 for environments without)
+    cell: jax.Array  # (batch,) int32 task cell within its group (0 for environments without)
+    active: jax.Array  # (batch,) bool: decisions that count (a wrapper may mask the others)
+
+    @classmethod
+    def empty(cls, batch: int, env_steps: jax.Array | int = 0) -> "ActContext":
+        """A context for environments without base stations or cells."""
+        zeros = jnp.zeros((batch,), jnp.int32)
+        return cls(jnp.asarray(env_steps, jnp.int32), zeros, zeros, jnp.ones((batch,), bool))
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """Methods every agent provides (see the module docstring)."""
+
+    kind: str  # "off_policy" | "on_policy"
+
+    def init(self, key: jax.Array, spec: AgentSpec, hparams: dict | None = None) -> Any: ...
+
+    def observe(self, state: Any, obs: jax.Array, ctx: ActContext) -> jax.Array: ...
+
+    def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
+            explore: bool | jax.Array) -> tuple[jax.Array, Any]: ...
+
+    def record(self, state: Any, ctx: ActContext, aux: Any) -> Any: ...
+
+    def update(self, state: Any, batch: Any, key: jax.Array) -> tuple[Any, dict]: ...
+
+    def env_action(self, action: jax.Array) -> jax.Array: ...
+
+
+class OffPolicyBase:
+    """Defaults of an off-policy agent: identity observation, one replay buffer, uniform
+    warm-up over `num_actions` discrete actions."""
+
+    kind = "off_policy"
+    batch_size: int
+    n_step: int
+    num_actions: int
+
+    def observe(self, state: Any, obs: jax.Array, ctx: ActContext) -> jax.Array:
+        """What is stored in replay: the observation itself."""
+        del state, ctx
+        return obs
+
+    def record(self, state: Any, ctx: ActContext, aux: Any) -> Any:
+        """The state after the batch of decisions `aux` (the training step count)."""
+        del aux
+        return state.replace(env_steps=ctx.env_steps)
+
+    def random_action(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        """Uniform discrete actions."""
+        return jax.random.randint(key, shape, 0, self.num_actions)
+
+    def env_action(self, action: jax.Array) -> jax.Array:
+        """The action as the environment takes it (the same by default)."""
+        return action
+
+    def init_buffer(self, example: common.Transition, capacity: int, num_envs: int) -> common.ReplayBuffer:
+        """An empty replay buffer of about `capacity` transitions."""
+        return common.buffer_init(example, capacity, num_envs)
+
+    def store(self, buffer: common.ReplayBuffer, transition: common.Transition,
+              ctx: ActContext) -> common.ReplayBuffer:
+        """Append one transition per environment (those with `ctx.active`)."""
+        return common.buffer_add(buffer, transition, ctx.active)
+
+    def learn(self, state: Any, buffer: common.ReplayBuffer, key: jax.Array) -> tuple[Any, dict]:
+        """One gradient step on a minibatch sampled from `buffer`."""
+        key_sample, key_update = jax.random.split(key)
+        batch = common.buffer_sample(buffer, key_sample, self.batch_size, self.n_step)
+        return self.update(state, batch, key_update)
+
+
+class OnPolicyBase:
+    """Defaults of an on-policy agent."""
+
+    kind = "on_policy"
+
+    def observe(self, state: Any, obs: jax.Array, ctx: ActContext) -> jax.Array:
+        del state, ctx
+        return obs
+
+    def record(self, state: Any, ctx: ActContext, aux: Any) -> Any:
+        del aux
+        return state.replace(env_steps=ctx.env_steps)
+
+    def env_action(self, action: jax.Array) -> jax.Array:
+        return action
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleAgent(OffPolicyBase):
+    """An off-policy agent over a module of pure functions (`init`, `act`, `update`) and
+    its `Config`: the module's functions see one environment's observation at a time in
+    `act` (vmapped over the batch with one key each, the weights shared, so the networks
+    still run as matrix products)."""
+
+    name: str
+    module: Any  # the agent's module (ddrl.agents.dqn, ...)
+    config: Any  # its frozen Config dataclass
+    num_actions: int
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.config.batch_size)
+
+    @property
+    def n_step(self) -> int:
+        return int(self.config.n_step)
+
+    @property
+    def vmappable(self) -> tuple[str, ...]:
+        """Hyper-parameters that `init` accepts as traced arrays (learning rates, α, γ, ...)."""
+        return tuple(self.module.HPARAMS)
+
+    def check_hparams(self, hparams: dict | None) -> None:
+        """A clear ValueError unless `hparams` can be traced into this agent (before compiling)."""
+        common.check_hparams(self.name, self.config, self.vmappable, hparams)
+
+    def init(self, key: jax.Array, spec: AgentSpec, hparams: dict | None = None) -> Any:
+        self.check_hparams(hparams)
+        config = dataclasses.replace(self.config, **(hparams or {}))
+        return self.module.init(key, spec.obs_shape, spec.num_actions, config)
+
+    def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
+            explore: bool | jax.Array) -> tuple[jax.Array, Any]:
+        state = state.replace(env_steps=ctx.env_steps)
+        action = jax.vmap(lambda o, k: self.module.act(state, o[None], k, explore)[0])(obs, keys)
+        return action, None
+
+    def update(self, state: Any, batch: common.Batch, key: jax.Array) -> tuple[Any, dict]:
+        return self.module.update(state, batch, key)
+
+
+@dataclasses.dataclass(frozen=True)
+class OnPolicyModuleAgent(OnPolicyBase):
+    """An on-policy agent over a module with `init`, `act_and_value`, `value`, `update`."""
+
+    name: str
+    module: Any
+    config: Any
+    num_actions: int
+
+    @property
+    def vmappable(self) -> tuple[str, ...]:
+        return tuple(self.module.HPARAMS)
+
+    def check_hparams(self, hparams: dict | None) -> None:
+        common.check_hparams(self.name, self.config, self.vmappable, hparams)
+
+    def init(self, key: jax.Array, spec: AgentSpec, hparams: dict | None = None) -> Any:
+        self.check_hparams(hparams)
+        config = dataclasses.replace(self.config, **(hparams or {}))
+        return self.module.init(key, spec.obs_shape, spec.num_actions, config)
+
+    def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
+            explore: bool | jax.Array) -> tuple[jax.Array, Any]:
+        del ctx
+        return jax.vmap(lambda o, k: self.module.act(state, o[None], k, explore)[0])(obs, keys), None
+
+    def act_and_value(self, state: Any, obs: jax.Array, key: jax.Array):
+        """Sampled action, its log-probability and V(s) for a rollout step."""
+        return self.module.act_and_value(state, obs, key)
+
+    def value(self, state: Any, obs: jax.Array) -> jax.Array:
+        return self.module.value(state, obs)
+
+    def rollout_step(self, **fields: jax.Array) -> Any:
+        """One time step of the module's rollout record."""
+        return self.module.Rollout(**fields)
+
+    def update(self, state: Any, rollout: Any, key: jax.Array) -> tuple[Any, dict]:
+        return self.module.update(state, rollout, key)

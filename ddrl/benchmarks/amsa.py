@@ -1,0 +1,112 @@
+"""Training and evaluation speed of every method of `+experiment=amsa`, at its settings.
+
+For each learner: its method config as the experiment builds it (the clean view, the paper
+budget's schedules), `--seeds` vmapped seeds × the experiment's environments per seed.
+Prints one JSON line per method: compile time of one training chunk, steady-state training
+speed in seed-episodes per second (a chunk of `--episodes` episodes per seed, timed after a
+first chunk has run; updates from the first step, so warm-up does not flatter it), and the
+greedy evaluation's compile time and seed-episodes per second. Schedulers get the
+evaluation figures only.
+
+    python -m ddrl.bench amsa [--methods ddrl_amsa amcoedge] [--episodes 4] [--seeds 10]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from omegaconf import OmegaConf
+
+from ddrl.envs.scenarios import build_mec
+from ddrl.evaluate import evaluate, evaluate_per_seed
+from ddrl.experiments import scheduling
+from ddrl.schedulers import make_scheduler
+from ddrl.training import make_trainer, seed_keys
+
+
+def compose_amsa(overrides: list[str]) -> Any:
+    """The `+experiment=amsa` config, as `python -m ddrl.run` composes it."""
+    from hydra import compose, initialize_config_dir
+
+    from ddrl.run import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=["+experiment=amsa", "logger=none", *overrides])
+
+
+def timed(fn, *args) -> tuple[Any, float]:
+    started = time.perf_counter()
+    out = jax.block_until_ready(fn(*args))
+    return out, time.perf_counter() - started
+
+
+def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episodes: int) -> dict[str, Any]:
+    """Compile and steady-state speed of one learner's training and greedy evaluation."""
+    method = cfg.methods[key]
+    env, params = build_mec(scheduling.view_env_config(cfg, "clean", key), action_space=method.get("action_space"))
+    per_episode = scheduling.expected_decisions_per_episode(env, params)
+    paper = scheduling._method_config(cfg, method, float(cfg.paper_episodes), per_episode / int(params.num_slots))
+    steady = OmegaConf.merge(paper, {"learning_starts": 0})
+    trainer = make_trainer(steady, env, params, int(2 * episodes * per_episode), num_envs=int(cfg.num_envs),
+                           num_chunks=2)  # fmt: skip
+    runner = jax.block_until_ready(trainer.batched_init(seed_keys(0, num_seeds)))
+    started = time.perf_counter()
+    run_chunk = trainer.batched_run_chunk.lower(runner, jnp.int32(0)).compile()
+    compile_s = time.perf_counter() - started
+    (runner, _), _ = timed(run_chunk, runner, jnp.int32(0))
+    (runner, _), run_s = timed(run_chunk, runner, jnp.int32(1))
+    chunk_episodes = trainer.steps_per_chunk / per_episode
+    eval_key = jax.random.PRNGKey(1)
+    play = lambda: evaluate_per_seed(env, params, trainer.greedy_policy, runner.agent, eval_key, eval_episodes)  # noqa: E731
+    _, first_s = timed(play)
+    _, eval_s = timed(play)
+    return {
+        "bench": "amsa", "method": key, "agent": str(method.name), "per_bs": bool(method.get("per_bs", False)),
+        "group_acting": str(method.get("group_acting", "gather")), "seeds": num_seeds,
+        "envs_per_seed": int(cfg.num_envs), "chunk_episodes_per_seed": round(chunk_episodes, 3),
+        "train_compile_s": round(compile_s, 2), "train_run_s": round(run_s, 3),
+        "train_seed_episodes_per_s": round(chunk_episodes * num_seeds / run_s, 2),
+        "train_s_per_episode_of_all_seeds": round(run_s / chunk_episodes, 4),
+        "eval_compile_s": round(first_s - eval_s, 2),
+        "eval_seed_episodes_per_s": round(eval_episodes * num_seeds / eval_s, 2),
+        "backend": jax.default_backend(),
+    }  # fmt: skip
+
+
+def measure_scheduler(cfg, key: str, num_seeds: int, eval_episodes: int) -> dict[str, Any]:
+    """Compile and run speed of a scheduler's evaluation."""
+    method = cfg.methods[key]
+    env, params = build_mec(scheduling.view_env_config(cfg, "clean", key), action_space=method.get("action_space"))
+    policy = make_scheduler(method.name, env)
+    play = lambda: evaluate(env, params, policy, jax.random.PRNGKey(1), num_seeds, eval_episodes)  # noqa: E731
+    _, first_s = timed(play)
+    _, eval_s = timed(play)
+    return {"bench": "amsa", "method": key, "scheduler": str(method.name), "seeds": num_seeds,
+            "eval_compile_s": round(first_s - eval_s, 2),
+            "eval_seed_episodes_per_s": round(eval_episodes * num_seeds / eval_s, 2),
+            "backend": jax.default_backend()}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=None, help="keys of the experiment's methods (default: all)")
+    parser.add_argument("--episodes", type=float, default=4.0, help="training episodes per seed per timed chunk")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--eval-episodes", type=int, default=2, help="greedy evaluation episodes per seed")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the experiment, e.g. num_envs=64")
+    args = parser.parse_args(argv)
+    cfg = compose_amsa(args.overrides)
+    for key in args.methods or list(cfg.methods):
+        if cfg.methods[key].get("kind") == "scheduler":
+            line = measure_scheduler(cfg, key, args.seeds, args.eval_episodes)
+        else:
+            line = measure_learner(cfg, key, args.episodes, args.seeds, args.eval_episodes)
+        print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
