@@ -188,9 +188,10 @@ def wandb_note(logger_cfg: Mapping[str, Any], run_dir: Path) -> str | None:
         return None
     count = sum(len(list(run_dir.glob(f"{p}/{prefix}"))) for p in patterns)
     where = " ".join(str(run_dir / p / prefix) for p in patterns)
+    runs = f"{count} {'offline ' if offline else ''}run{'s' if count != 1 else ''}"
     if offline:
-        return f"W&B: {count} offline runs in {where}; upload them with: wandb sync {where}"
-    return f"W&B: {count} runs synced to project {logger_cfg.get('project', 'ddrl')} (local copies: {where})"
+        return f"W&B: {runs} in {where}; upload {'them' if count != 1 else 'it'} with: wandb sync {where}"
+    return f"W&B: {runs} synced to project {logger_cfg.get('project', 'ddrl')} (local copies: {where})"
 
 
 def make_logger(logger_cfg: Mapping[str, Any], run_dir: Path, config: dict, group: str, name: str,
