@@ -7,7 +7,8 @@ Hydra multirun, by sweep (group `<experiment_name>@<sweep id>`, the sweep id bei
 two parts of `hydra.sweep.dir`, `<date>_<time>` by default); their job type is the algorithm
 and their tags name the scenario, preset (or view), budget and, in a sweep, the job's
 overrides (`wandb_init_kwargs` builds them). Offline runs land in `<run dir>/wandb/`, to be
-uploaded with `wandb sync`. A W&B failure (not installed, no network, bad credentials)
+uploaded with `wandb sync`; `wandb_note` is the line that says where they are. W&B is silent
+on the console (no banner per run) unless `logger.verbose=true`. A W&B failure (not installed, no network, bad credentials)
 prints one warning and logging goes on without it: logging never stops a run.
 """
 
@@ -137,7 +138,8 @@ def wandb_init_kwargs(wandb_cfg: Mapping[str, Any], config: Mapping[str, Any], g
     group: `wandb_cfg.group` if set, else `group` (the experiment name), `@<sweep id>` appended
     in a multirun; job_type: the algorithm (`methods.<name>.name` in an experiment, else
     `algo.name`); tags: `wandb_cfg.tags`, then `scenario:`, `preset:` (or `view:` and its
-    preset), `budget:`, and in a multirun `sweep:<id>` and each override of the job.
+    preset), `budget:`, and in a multirun `sweep:<id>` and each override of the job;
+    settings: silent (nothing on the console) unless `wandb_cfg.verbose`.
     """
     method, view = _method_and_view(config, name)
     algo = (method or {}).get("name") or (config.get("algo") or {}).get("name") or name
@@ -166,7 +168,30 @@ def wandb_init_kwargs(wandb_cfg: Mapping[str, Any], config: Mapping[str, Any], g
         "project": wandb_cfg.get("project", "ddrl"), "entity": wandb_cfg.get("entity"),
         "group": run_group[:128], "job_type": str(algo)[:64], "name": run_name, "tags": tags,
         "config": run_config, "mode": wandb_cfg.get("mode", "offline"), "dir": str(run_dir),
+        "settings": {"silent": not wandb_cfg.get("verbose", False)},
     }
+
+
+def wandb_note(logger_cfg: Mapping[str, Any], run_dir: Path) -> str | None:
+    """One line: how many W&B runs `run_dir` holds, where, and the command that uploads them.
+
+    Offline runs are in `<run dir>/wandb/` (a scheduler run) or `<run dir>/<method>/wandb/` (an
+    experiment). None without W&B runs there (`logger=none`, W&B disabled or failing).
+    """
+    if logger_cfg.get("kind") != "wandb":
+        return None
+    run_dir = Path(run_dir)
+    offline = logger_cfg.get("mode", "offline") == "offline"
+    prefix = "offline-run-*" if offline else "run-*"
+    patterns = [p for p in ("wandb", "*/wandb") if any(run_dir.glob(f"{p}/{prefix}"))]
+    if not patterns:
+        return None
+    count = sum(len(list(run_dir.glob(f"{p}/{prefix}"))) for p in patterns)
+    where = " ".join(str(run_dir / p / prefix) for p in patterns)
+    runs = f"{count} {'offline ' if offline else ''}run{'s' if count != 1 else ''}"
+    if offline:
+        return f"W&B: {runs} in {where}; upload {'them' if count != 1 else 'it'} with: wandb sync {where}"
+    return f"W&B: {runs} synced to project {logger_cfg.get('project', 'ddrl')} (local copies: {where})"
 
 
 def make_logger(logger_cfg: Mapping[str, Any], run_dir: Path, config: dict, group: str, name: str,

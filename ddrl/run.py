@@ -141,9 +141,44 @@ def hydra_main(cfg: DictConfig) -> float:
     else:
         raise ConfigError("algo", f"{cfg.algo.name} is a learning agent; run it through an +experiment")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print_table(summary)
-    print(f"run directory: {run_dir}")
+    if runner is None:  # an experiment has printed its own tables
+        print_table(summary)
+    print_where(cfg, run_dir)
     return objective(cfg, summary)
+
+
+#: The multirun directories whose jobs ran in this process (for the line after the last job).
+_SWEEP_DIRS: list[Path] = []
+
+
+def print_where(cfg: DictConfig, run_dir: Path) -> None:
+    """The run's last lines: where its results, plots and W&B runs are."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from ddrl.log import wandb_note
+
+    files = [name for name in ("results.md", "summary.json") if (run_dir / name).exists()]
+    files += sorted(path.name for path in run_dir.glob("*.png"))
+    print(f"results in {run_dir}: {', '.join(files)}")
+    note = wandb_note(cfg.logger, run_dir)
+    if note:
+        print(note)
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN and Path(hydra_cfg.sweep.dir) not in _SWEEP_DIRS:
+        _SWEEP_DIRS.append(Path(hydra_cfg.sweep.dir))
+
+
+def print_sweep_where(sweep_dirs: list[Path]) -> None:
+    """After a multirun: where its jobs are, how to tabulate them, how to upload their W&B runs."""
+    for sweep_dir in sweep_dirs:
+        jobs = sorted(path.parent.name for path in sweep_dir.glob("*/summary.json"))
+        print(f"multirun: {len(jobs)} jobs in {sweep_dir}/<job>/; one table of them all: "
+              f"python -m ddrl.report {sweep_dir}")  # fmt: skip
+        offline = [p for p in ("*/wandb", "*/*/wandb") if any(sweep_dir.glob(f"{p}/offline-run-*"))]
+        if offline:
+            where = " ".join(str(sweep_dir / p / "offline-run-*") for p in offline)
+            print(f"W&B: upload the offline runs of every job with: wandb sync {where}")
 
 
 def objective(cfg: DictConfig, summary: dict[str, Any]) -> float:
@@ -219,6 +254,7 @@ def main() -> None:
     if not any(a in ("--help", "-h", "--info", "--cfg", "-c") or a.startswith("--info") for a in sys.argv[1:]):
         precheck(sys.argv[1:])
     hydra_main()
+    print_sweep_where(_SWEEP_DIRS)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ logs, and returns the summary that `ddrl.run` writes to summary.json.
 
     python -m ddrl.run +experiment=cartpole [budget=smoke] [budget.train_steps=500000]
 """
-import json
 import pathlib
 import time
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ddrl import agents
+from ddrl.progress import ExperimentProgress
 from ddrl.stats import mean_ci
 
 SEED_PAPER = {"dqn": 9.57, "sac": 18.36}  # DSAC's average-reward gain (%) in the seed paper
@@ -57,7 +57,10 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     histories: dict[str, dict[str, np.ndarray]] = {}
     timings: dict[str, dict[str, float]] = {}
     num_chunks = int(cfg.budget.get("num_chunks") or cfg.num_chunks)
-    for key in cfg.get("only") or list(cfg.methods):
+    keys = cfg.get("only") or list(cfg.methods)
+    progress = ExperimentProgress([(None, key, train_steps * num_seeds) for key in keys])
+    for key in keys:
+        progress.start(None, key)
         method = cfg.methods[key]
         warmup_cap = cfg.budget.get("learning_starts")
         if warmup_cap is not None and "learning_starts" in method:
@@ -81,7 +84,9 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
         timings[key] = {"wall_s": seconds, "env_steps_per_s": trainer.total_steps * num_seeds / seconds}
         histories[key] = history
         np.savez(run_dir / f"{key}_history.npz", **history)
-        print(json.dumps({"method": key, **_method_summary(key, history, num_seeds), **timings[key]}))
+        result = _method_summary(key, history, num_seeds)
+        progress.finish(f"average reward {result['average_reward']:.1f} ± {result['average_reward_ci95']:.1f}, "
+                        f"greedy return {result['final_greedy_return']:.1f} ± {result['final_greedy_return_ci95']:.1f}")  # fmt: skip
     table = results_table(histories, cfg.methods, train_steps, num_seeds, int(cfg.budget.eval_episodes))
     (run_dir / "results.md").write_text(table)
     plot_learning_curves(histories, run_dir / "learning_curves.png")

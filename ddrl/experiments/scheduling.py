@@ -31,7 +31,6 @@ reductions with bootstrap intervals beside the seed paper's claims), `learning_c
 """
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 import time
@@ -44,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from ddrl import agents
 from ddrl.envs.scenarios import ConfigError, build_mec
 from ddrl.evaluate import DELAY_BINS_PER_DECADE, DELAY_LOG10_RANGE, delay_percentiles
+from ddrl.progress import ExperimentProgress
 from ddrl.schedulers import SCHEDULERS, make_scheduler
 from ddrl.stats import mean_ci
 
@@ -199,6 +199,37 @@ def _schedule_for(method: DictConfig, decisions_per_slot: float) -> DictConfig:
     return OmegaConf.merge(kept, rescaled)
 
 
+def planned_runs(cfg: DictConfig) -> list[tuple[str, str, float]]:
+    """(view, method, environment steps over all seeds) of each run `run` will make, in order.
+
+    A learner's steps are its training and evaluation steps, a scheduler's its evaluation
+    steps; methods left out (unbuildable, standing in for one that runs, reused from the
+    fidelity view) are not planned.
+    """
+    num_seeds = int(cfg.budget.seeds)
+    eval_episodes = min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
+    fallbacks = dict(cfg.get("fallbacks") or {})
+    planned, rows = [], {}  # rows: view -> the methods with a result there, as in `run`
+    for view in cfg.views:
+        rows[view] = []
+        for key, method in _selected(cfg).items():
+            env_cfg = view_env_config(cfg, view, key)
+            if env_cfg is None or (key in fallbacks and fallbacks[key] in rows[view]):
+                continue
+            if unbuildable(cfg, key, method, env_cfg) is not None:
+                continue
+            rows[view].append(key)
+            if view == "published" and env_cfg.env_copy == "own" and key in rows.get("fidelity", []):
+                continue  # reused
+            env, params = build_mec(env_cfg, action_space=method.get("action_space"))
+            per_episode = expected_decisions_per_episode(env, params)
+            steps = eval_episodes * per_episode
+            if method.get("kind") != "scheduler":
+                steps += train_steps_of(cfg, per_episode)[0]
+            planned.append((view, key, steps * num_seeds))
+    return planned
+
+
 def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     """Train and evaluate every method in every view; write tables and plots."""
     run_dir = pathlib.Path(run_dir)
@@ -211,6 +242,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     budget_notes: dict[str, str] = {}
     skipped: list[dict[str, str]] = []
     fallbacks = dict(cfg.get("fallbacks") or {})
+    progress = ExperimentProgress(planned_runs(cfg))
     for view in cfg.views:
         results[view], histories[view] = {}, {}
         for key, method in _selected(cfg).items():
@@ -223,11 +255,12 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             if reason is not None:
                 skipped.append({"name": key, "view": view, "label": str(method.get("label") or key),
                                 "reason": reason})  # fmt: skip
-                print(json.dumps({"view": view, "method": key, "skipped": reason}), flush=True)
+                progress.skip(view, key, reason)
                 continue
             if view == "published" and env_cfg.env_copy == "own" and key in results.get("fidelity", {}):
                 results[view][key] = {**results["fidelity"][key], "reused_from": "fidelity"}
                 continue
+            progress.start(view, key)
             env, params = build_mec(env_cfg, action_space=method.get("action_space"))
             per_episode = expected_decisions_per_episode(env, params)
             train_steps, episodes = train_steps_of(cfg, per_episode)
@@ -246,7 +279,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             row.update(label=method.get("label") or key, env_copy=str(env_cfg.env_copy),
                        preset=str(env_cfg.preset), action_space=env.actions.kind)  # fmt: skip
             results[view][key] = row
-            print(json.dumps({"view": view, "method": key, **_printable(row)}), flush=True)
+            progress.finish(f"make-span {_fmt(row['make_span'])} s, failure rate {row['failure_rate'][0]:.4f}")
     milp = milp_yardstick(cfg) if cfg.get("milp") and "clean" in cfg.views else None
     notes = sorted(set(budget_notes.values()))
     budget_note = notes[0] if len(notes) == 1 else "; ".join(f"{v}: {n}" for v, n in budget_notes.items())

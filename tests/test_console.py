@@ -1,0 +1,134 @@
+"""What a user's terminal shows: progress and results, not W&B banners (issue 16).
+
+One smoke experiment (AMSA, clean view, one learner and one scheduler, W&B offline as by
+default) is run once as a newcomer would and its captured console checked; the verbose
+option, the progress line and the closing lines are checked in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli import ROOT
+
+TIME = r"[\dhms]+"  # a duration as the progress lines write it: 4s, 2m10s, 1h05m
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> tuple[Path, str]:
+    """The run directory and console (stdout + stderr) of a smoke AMSA run with W&B offline."""
+    run_dir = tmp_path_factory.mktemp("console") / "amsa"
+    env = {key: value for key, value in os.environ.items() if key != "WANDB_SILENT"}
+    env["WANDB_MODE"] = "offline"  # no network in tests
+    result = subprocess.run(
+        [sys.executable, "-m", "ddrl.run", "+experiment=amsa", "budget=smoke", "views=[clean]",
+         "only=[amcoedge,random]", "milp=null", "+decision_time=false", f"hydra.run.dir={run_dir}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    return run_dir, result.stdout
+
+
+def test_no_wandb_banners_by_default(smoke):
+    _, console = smoke
+    assert not [line for line in console.splitlines() if line.startswith("wandb:")], console
+    assert "wandb leet" not in console and "Tracking run with wandb" not in console
+
+
+def test_offline_wandb_runs_are_still_written(smoke):
+    run_dir, console = smoke
+    runs = sorted((run_dir / "clean-amcoedge" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2  # one per seed
+    assert all(list(run.glob("run-*.wandb")) for run in runs)
+    pattern = f"{run_dir}/*/wandb/offline-run-*"
+    assert f"W&B: 2 offline runs in {pattern}; upload them with: wandb sync {pattern}" in console
+
+
+def test_progress_lines_with_the_eta(smoke):
+    _, console = smoke
+    assert re.search(rf"^\[1/2\] clean · amcoedge · elapsed {TIME} · ETA –$", console, re.M), console
+    assert re.search(rf"^\[2/2\] clean · random · elapsed {TIME} · ETA ~{TIME}$", console, re.M), console
+    assert re.search(rf"^\[2/2\] clean · random: make-span [\d.]+ ± [\d.]+ s, failure rate [\d.]+ \({TIME}\)$",
+                     console, re.M), console  # fmt: skip
+
+
+def test_each_table_once_and_where_the_results_are(smoke):
+    run_dir, console = smoke
+    assert console.count("# amsa: scenario amcoedge") == 1
+    assert console.count("## clean: every method") == 1
+    assert console.count("| AMCoEdge (DQN, subsets) |") == 1
+    assert "| method | scenario | preset |" not in console  # the generic table: single runs only
+    last = console.rstrip().splitlines()[-2:]
+    assert last[0] == f"results in {run_dir}: results.md, summary.json, learning_curves.png"
+    assert last[1].startswith("W&B: 2 offline runs")
+
+
+def test_verbose_brings_the_wandb_banners_back(tmp_path, capfd, monkeypatch):
+    pytest.importorskip("wandb")
+    from ddrl.log import make_logger
+
+    monkeypatch.delenv("WANDB_SILENT", raising=False)
+    config = {"env": {"scenario": "amcoedge"}, "budget": {"name": "smoke"}}
+    for verbose in (False, True):
+        logger = make_logger({"kind": "wandb", "mode": "offline", "verbose": verbose}, tmp_path / str(verbose),
+                             config, "g", "n", 1)  # fmt: skip
+        logger.log(1, {"make_span": [0.2]})
+        logger.close()
+        captured = capfd.readouterr()
+        banners = [line for line in (captured.out + captured.err).splitlines() if line.startswith("wandb:")]
+        assert bool(banners) == verbose, banners
+        assert len(list((tmp_path / str(verbose) / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_progress_eta_scales_the_planned_steps(capsys):
+    from ddrl.progress import ExperimentProgress
+
+    now = [0.0]
+    progress = ExperimentProgress([("clean", "a", 100), ("clean", "b", 300), ("fidelity", "a", 100)],
+                                  clock=lambda: now[0])  # fmt: skip
+    progress.start("clean", "a")
+    now[0] = 10.0
+    progress.finish("done")
+    progress.skip("clean", "b", "no such action space")
+    progress.start("fidelity", "a")
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == ["[1/3] clean · a · elapsed 0s · ETA –",
+                                         "[2/2] fidelity · a · elapsed 10s · ETA ~10s"]  # fmt: skip
+    assert captured.out.splitlines() == ["[1/3] clean · a: done (10s)", "[–] clean · b: not run (no such action space)"]
+    now[0] = 14.0
+    assert progress.eta() == pytest.approx(6.0)  # 0.1 s a step, 100 steps, 4 s of them spent
+
+
+def test_durations():
+    from ddrl.progress import duration, rough_duration
+
+    assert [duration(s) for s in (4.4, 130, 3900)] == ["4s", "2m10s", "1h05m"]
+    assert [rough_duration(s) for s in (40, 370, 4800)] == ["~40s", "~6m", "~1h20m"]
+
+
+def test_closing_lines_of_a_multirun(tmp_path, capsys):
+    from ddrl.run import print_sweep_where
+
+    for job in ("0", "1"):
+        (tmp_path / job / "clean-ddrl_amsa" / "wandb" / "offline-run-x").mkdir(parents=True)
+        (tmp_path / job / "summary.json").write_text("{}")
+    print_sweep_where([tmp_path])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"multirun: 2 jobs in {tmp_path}/<job>/; one table of them all: python -m ddrl.report {tmp_path}",
+                     f"W&B: upload the offline runs of every job with: wandb sync {tmp_path}/*/*/wandb/offline-run-*"]
+
+
+def test_wandb_note_of_a_scheduler_run(tmp_path):
+    from ddrl.log import wandb_note
+
+    assert wandb_note({"kind": "wandb", "mode": "offline"}, tmp_path) is None  # no W&B run there
+    (tmp_path / "wandb" / "offline-run-1").mkdir(parents=True)
+    pattern = f"{tmp_path}/wandb/offline-run-*"
+    assert wandb_note({"kind": "wandb"}, tmp_path) == f"W&B: 1 offline run in {pattern}; upload it with: wandb sync {pattern}"
+    assert wandb_note({"kind": "none"}, tmp_path) is None
