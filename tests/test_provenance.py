@@ -105,3 +105,13 @@ def test_strict_json_writes_null_with_a_reason():
     assert data["methods"][0] == {"mean": None, "ci95": None, "n": 2, "values": [1.0, None]}
     assert set(data["non_finite"]) == {"methods[0].mean", "methods[0].ci95", "methods[0].values[1]"}
     assert data["non_finite"]["methods[0].mean"].startswith("nan")
+
+
+def test_an_unwritable_directory_is_one_clear_error(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(provenance.tempfile, "NamedTemporaryFile", refuse)
+    with pytest.raises(RunDirError, match=f"cannot write to run directory {tmp_path}: Permission denied"):
+        provenance.claim(tmp_path, CONFIG, resume=False)
+    assert not provenance.is_locked(tmp_path)
