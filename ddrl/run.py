@@ -205,30 +205,39 @@ def objective(cfg: DictConfig, summary: dict[str, Any]) -> float:
 
 
 def precheck(argv: list[str]) -> dict[str, Any]:
-    """Compose and validate the command line's config once; exit 2 with one line if wrong.
+    """Compose and validate the command line's config; exit 2 with one line if wrong.
 
-    Returns the resolved config (of a sweep's first point).
+    A sweep is checked at every value of each swept key (the others at their first value)
+    and an Optuna interval at both ends, so that no job of a multirun stops on a bad value.
+    Returns the resolved config of the sweep's first point.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = []
+    overrides: list[str] = []
+    alternatives: list[tuple[int, list[str]]] = []  # (index in overrides, its other values)
     try:
         parsed = OverridesParser.create().parse_overrides(_override_args(argv))
         for override in parsed:
             key = override.get_key_element()
             if key.startswith("hydra") or key.lstrip("+~").startswith("hydra"):
                 continue
-            if override.is_interval_sweep():  # Optuna's interval(low, high): check the low end
-                overrides.append(f"{key}={override.value().start}")
+            if override.is_interval_sweep():  # Optuna's interval(low, high): check both ends
+                interval = override.value()
+                overrides.append(f"{key}={interval.start}")
+                alternatives.append((len(overrides) - 1, [f"{key}={interval.end}"]))
             elif override.is_sweep_override():
-                first = next(iter(override.sweep_string_iterator()))
-                overrides.append(f"{key}={first}")
+                values = list(override.sweep_string_iterator())
+                overrides.append(f"{key}={values[0]}")
+                alternatives.append((len(overrides) - 1, [f"{key}={value}" for value in values[1:]]))
             else:
                 overrides.append(override.input_line)
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
-        validate(cfg)
+            validate(cfg)
+            for index, others in alternatives:
+                for other in others:
+                    validate(compose(config_name="config", overrides=[*overrides[:index], other, *overrides[index + 1:]]))
         return OmegaConf.to_container(cfg, resolve=True)
     except ConfigError as error:
         _fail(str(error))

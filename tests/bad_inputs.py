@@ -42,6 +42,8 @@ BAD_INPUTS: list[tuple[str, str]] = [
     ("logger=wandb logger.mode=sometimes", "logger.mode"),
     ("+experiment=nonexistent", "experiment"),
     ("experiment_runner=nope", "experiment_runner"),
+    ("-m env.arrival_prob=0.2,abc", "env.arrival_prob"),  # every value of a sweep is checked
+    ("-m budget.seeds=interval(1,1e9)", "budget.seeds"),  # both ends of an Optuna interval
     # environment fields
     ("env.scenario=mars", "env.scenario"),
     ("env.preset=dirty", "env.preset"),
