@@ -124,14 +124,14 @@ def _finite(value: Any, path: str, non_finite: dict[str, str]) -> Any:
 # ----------------------------------------------------------------------------- the config hash
 
 
-def result_config(config: dict[str, Any]) -> dict[str, Any]:
+def result_config(config: dict[str, Any], excludes: tuple[str, ...] | list[str] = NON_RESULT_KEYS) -> dict[str, Any]:
     """The resolved config without the keys that never change a number of the run."""
-    return {k: v for k, v in config.items() if k not in NON_RESULT_KEYS and k != "hydra"}
+    return {k: v for k, v in config.items() if k not in excludes and k != "hydra"}
 
 
-def config_hash(config: dict[str, Any]) -> str:
+def config_hash(config: dict[str, Any], excludes: tuple[str, ...] | list[str] = NON_RESULT_KEYS) -> str:
     """sha256 of the result-changing part of a resolved config (canonical JSON)."""
-    text = json.dumps(result_config(config), sort_keys=True, default=str)
+    text = json.dumps(result_config(config, excludes), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -145,9 +145,10 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def differing_keys(old: dict[str, Any], new: dict[str, Any],
+                   excludes: tuple[str, ...] | list[str] = NON_RESULT_KEYS) -> list[str]:  # fmt: skip
     """'key: old -> new' for every result-changing key that differs."""
-    before, after = flatten(result_config(old)), flatten(result_config(new))
+    before, after = flatten(result_config(old, excludes)), flatten(result_config(new, excludes))
     missing = object()
     changes = []
     for key in sorted(set(before) | set(after)):
@@ -271,8 +272,9 @@ def _check_unused(run_dir: Path, earlier: dict[str, Any] | None, resumable: bool
 def _check_resume(run_dir: Path, config: dict[str, Any], earlier: dict[str, Any] | None) -> None:
     if earlier is not None:
         old = earlier.get("config") or {}
-        if earlier.get("config_hash") != config_hash(config):
-            changes = differing_keys(old, config) or ["(the stored config does not match its hash)"]
+        excludes = earlier.get("hash_excludes") or NON_RESULT_KEYS  # as hashed when the run began
+        if earlier.get("config_hash") != config_hash(config, excludes):
+            changes = differing_keys(old, config, excludes) or ["(the stored config does not match its hash)"]
             raise RunDirError(f"resume=true: the run in {run_dir} was made with another config, which "
                               f"differs in {'; '.join(changes)}; rerun without resume into another hydra.run.dir")
         return
