@@ -10,6 +10,12 @@ out (`skipped` in its summary, e.g. a subset action space at B > 16) appear as r
 note and no figures. `--pivot` also writes `pivot.md`: per metric, the swept value down and
 the methods across (the table of a sweep at a glance).
 
+Every summary is checked before use (`summary_problem`): one that is not valid JSON or not
+the shape ddrl writes (`methods` a list of objects with a `name`) is skipped with a one-line
+warning naming the file; NaN/Infinity in older summaries read as null. Outputs are written
+to a temporary file and renamed, so a symlink planted in the output directory is replaced,
+never written through.
+
 Experiment scripts can call `collect(paths)` and `write_report(rows, out_dir, x_key)` directly.
 """
 
@@ -27,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ddrl.provenance import atomic_path, atomic_write_text
 
 #: Metrics listed first (in this order) when present; any others follow in order of appearance.
 KNOWN_METRICS = ("make_span", "failure_rate", "raw_delay", "lower_bound")
@@ -117,9 +125,11 @@ def _load_yaml(path: Path) -> Any:
 
 
 def _as_float(value: Any) -> float:
+    if isinstance(value, bool):
+        return math.nan
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return math.nan
 
 
@@ -144,10 +154,52 @@ def _metrics(method: dict[str, Any]) -> dict[str, Metric]:
 
 
 def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def summary_problem(summary: Any) -> str | None:
+    """Why `summary` (parsed summary.json) is not one ddrl writes (None: it is)."""
+    if not isinstance(summary, dict):
+        return f"not a JSON object but {type(summary).__name__}"
+    methods = summary.get("methods")
+    if not isinstance(methods, list):
+        return f"'methods' must be a list, got {json.dumps(methods)[:60]}"
+    for index, method in enumerate(methods):
+        if not isinstance(method, dict):
+            return f"methods[{index}] must be an object, got {json.dumps(method)[:60]}"
+        if not isinstance(method.get("name"), str):
+            return f"methods[{index}].name must be a string, got {json.dumps(method.get('name'))[:60]}"
+    skipped = summary.get("skipped")
+    if skipped is not None and not isinstance(skipped, list):
+        return f"'skipped' must be a list, got {json.dumps(skipped)[:60]}"
+    return None
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """A run's summary.json, or None with a one-line warning naming the file.
+
+    NaN and Infinity (written by older versions, or by hand) are read as null.
+    """
+    try:
+        summary = json.loads(path.read_text(), parse_constant=lambda constant: None)
+    except (OSError, ValueError) as error:
+        problem = f"{type(error).__name__}: {error}"
+    else:
+        problem = summary_problem(summary)
+        if problem is None:
+            return summary
+    print(f"ddrl.report: warning: skipping {path}: {problem}", file=sys.stderr)
+    return None
 
 
 def collect(paths: list[str | Path]) -> list[Row]:
@@ -164,34 +216,30 @@ def collect(paths: list[str | Path]) -> list[Row]:
     root = Path(os.path.commonpath(run_dirs))
     rows: list[Row] = []
     for run_dir in run_dirs:
-        try:
-            summary = json.loads((run_dir / "summary.json").read_text())
-            methods = summary["methods"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            print(f"ddrl.report: warning: skipping {run_dir / 'summary.json'}: {error!r}", file=sys.stderr)
+        summary = read_summary(run_dir / "summary.json")
+        if summary is None:
             continue
+        methods = summary["methods"]
         relative = run_dir.relative_to(root).as_posix()
         run = run_dir.name if relative == "." else relative
         overrides = parse_overrides(_load_yaml(run_dir / ".hydra" / "overrides.yaml") or [])
         config = _flatten(_load_yaml(run_dir / "config.yaml") or {})
-        yardstick = summary.get("yardstick") if isinstance(summary, dict) else None
+        yardstick = summary.get("yardstick")
         for method in methods:
-            if not isinstance(method, dict):
-                continue
             rows.append(Row(
                 run=run,
                 method=str(method.get("name", "?")),
                 overrides=overrides,
                 metrics=_metrics(method),
-                scenario=method.get("scenario", config.get("env.scenario")),
-                preset=method.get("preset", config.get("env.preset")),
+                scenario=_str_or_none(method.get("scenario", config.get("env.scenario"))),
+                preset=_str_or_none(method.get("preset", config.get("env.preset"))),
                 seeds=_int_or_none(method.get("seeds")),
                 episodes=_int_or_none(method.get("episodes")),
                 config=config,
                 path=run_dir,
                 reference=yardstick is not None and method.get("name") == yardstick,
             ))
-        for left_out in (summary.get("skipped") or []) if isinstance(summary, dict) else []:
+        for left_out in summary.get("skipped") or []:
             if isinstance(left_out, dict):
                 rows.append(Row(run=run, method=str(left_out.get("name", "?")), overrides=overrides,
                                 scenario=config.get("env.scenario"), preset=config.get("env.preset"),
@@ -255,7 +303,7 @@ def write_csv(rows: list[Row], path: Path) -> None:
     header = ["run", "overrides", *swept, "method", "scenario", "preset"]
     header += [f"{name}_{part}" for name in metrics for part in ("mean", "ci95")] + ["seeds", "episodes"]
     header += ["note"] if notes else []
-    with path.open("w", newline="") as file:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(header)
         for row in rows:
@@ -324,7 +372,7 @@ def plot(rows: list[Row], x_key: str, metric: str, path: Path, logx: bool = Fals
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -366,17 +414,18 @@ def write_report(rows: list[Row], out_dir: str | Path, x_key: str | None = None,
     key = plot_key(rows, x_key)  # first, so that a bad --x writes nothing
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(to_markdown(rows))
+    atomic_write_text(out / "report.md", to_markdown(rows))
     write_csv(rows, out / "report.csv")
     written = [out / "report.md", out / "report.csv"]
     if pivot and key is not None:
-        (out / "pivot.md").write_text(to_pivot(rows, key))
+        atomic_write_text(out / "pivot.md", to_pivot(rows, key))
         written.append(out / "pivot.md")
     if key is not None:
         metrics = [m for m in PLOT_METRICS if any(m in r.metrics for r in rows)] or metric_names(rows)[:1]
         for metric in metrics:
             path = out / f"{metric}_vs_{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.png"
-            plot(rows, key, metric, path, logx)
+            with atomic_path(path) as temporary:
+                plot(rows, key, metric, temporary, logx)
             written.append(path)
     return written
 

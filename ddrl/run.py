@@ -2,17 +2,22 @@
 
 Without an experiment it evaluates one scheduler (or trains and evaluates one agent) on one
 environment; `+experiment=NAME` hands the composed config to `ddrl.experiments.NAME`.
-Every run writes `config.yaml` (resolved) and `summary.json` into its Hydra run directory.
+Every run writes `config.yaml` (resolved), `manifest.json` (provenance and status, see
+ddrl/provenance.py) and, once complete, `summary.json` into its Hydra run directory.
 
-Before Hydra starts, the same overrides are composed and checked once: a misspelt key, an
-unknown option or an impossible parameter stops with one line naming the field (exit 2),
-before anything is compiled.
+Before Hydra starts, the same overrides are composed and checked once (ddrl/validation.py):
+a misspelt key, a wrong type, a non-finite number or an impossible parameter stops with one
+line naming the field (exit 2), before anything is compiled. The run directory is then
+locked; a directory that holds another run (or, with `resume=true`, a run of another config)
+is refused with one line (exit 2). Faults end with one line too: an unreadable checkpoint or
+directory (exit 1), Ctrl-C or SIGTERM (exit 130); the manifest then says `failed` and no
+`summary.json` or `results.md` is left behind.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,16 +32,14 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def validate(cfg: DictConfig) -> None:
-    """Check what can be checked without compiling anything; raise ConfigError."""
-    if cfg.budget.seeds < 1:
-        raise ConfigError("budget.seeds", f"must be >= 1, got {cfg.budget.seeds}")
-    if cfg.budget.eval_episodes < 1:
-        raise ConfigError("budget.eval_episodes", f"must be >= 1, got {cfg.budget.eval_episodes}")
-    if cfg.budget.train_steps is not None and cfg.budget.train_steps < 1:
-        raise ConfigError("budget.train_steps", f"must be >= 1, got {cfg.budget.train_steps}")
-    episodes = cfg.budget.get("episodes")
-    if episodes is not None and episodes < 1:
-        raise ConfigError("budget.episodes", f"must be >= 1, got {episodes}")
+    """Check what can be checked without compiling anything; raise ConfigError.
+
+    First the typed pass over every field (ddrl.validation), then what needs the
+    environment: every env the run builds, and the experiment's own checks.
+    """
+    from ddrl import validation
+
+    validation.check(cfg)
     runner = cfg.get("experiment_runner")
     if runner is not None:
         module = _experiment_module(runner)
@@ -119,32 +122,71 @@ def print_table(summary: dict[str, Any]) -> None:
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
+    """Validate, claim the run directory, run, and record the outcome in its manifest."""
     from hydra.core.hydra_config import HydraConfig
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    validate(cfg)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    episodes = cfg.budget.get("episodes")
-    if episodes is not None and episodes < 1:
-        raise ConfigError("budget.episodes", f"must be >= 1, got {episodes}")
-    runner = cfg.get("experiment_runner")
-    if runner is not None:
-        summary = _experiment_module(runner).run(cfg, run_dir)
-    elif cfg.algo.kind == "scheduler":
-        summary = evaluate_scheduler(cfg)
-        from ddrl.log import make_logger
+    from ddrl import provenance
 
-        logger = make_logger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True),
-                             group=cfg.experiment_name, name=cfg.algo.name, num_seeds=1)
-        logger.summary({m["name"]: m["mean"] for m in summary["methods"]})
-        logger.close()
-    else:
-        raise ConfigError("algo", f"{cfg.algo.name} is a learning agent; run it through an +experiment")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    if runner is None:  # an experiment has printed its own tables
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    resume = bool(cfg.get("resume"))
+    try:
+        validate(cfg)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        earlier = provenance.claim(run_dir, config, resume)
+        manifest = provenance.start(run_dir, config, list(hydra_cfg.overrides.task), resume, earlier)
+    except (ConfigError, provenance.RunDirError) as error:
+        _fail(str(error))
+    except OSError as error:
+        _fail(f"cannot write to run directory {run_dir}: {error}", code=1)
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        summary = _run(cfg, run_dir)
+        provenance.atomic_write_text(run_dir / "summary.json", provenance.strict_json(summary))
+    except KeyboardInterrupt:
+        where = provenance.last_step(run_dir)
+        text = f"interrupted at step {where[1]} of {where[0]}" if where else "interrupted before any chunk of training ended"
+        provenance.finish(run_dir, manifest, "failed", text)
+        _fail(text + ("; resume with resume=true" if "resume" in cfg else "; rerun it"), code=130)
+    except ConfigError as error:
+        provenance.finish(run_dir, manifest, "failed", str(error))
+        _fail(str(error))
+    except (provenance.CheckpointError, FloatingPointError, OSError) as error:  # FloatingPointError: the NaN guard
+        text = str(error)
+        if isinstance(error, OSError):
+            text = f"cannot write to run directory {run_dir}: {error}"
+        provenance.finish(run_dir, manifest, "failed", text)
+        _fail(text, code=1)
+    except BaseException as error:
+        provenance.finish(run_dir, manifest, "failed", f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    provenance.finish(run_dir, manifest, "complete")
+    if cfg.get("experiment_runner") is None:  # an experiment has printed its own tables
         print_table(summary)
     print_where(cfg, run_dir)
     return objective(cfg, summary)
+
+
+def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """The run itself: the experiment's runner, or one scheduler's evaluation."""
+    runner = cfg.get("experiment_runner")
+    if runner is not None:
+        return _experiment_module(runner).run(cfg, run_dir)
+    summary = evaluate_scheduler(cfg)
+    from ddrl.log import make_logger
+
+    logger = make_logger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True),
+                         group=cfg.experiment_name, name=cfg.algo.name, num_seeds=1)  # fmt: skip
+    logger.summary({m["name"]: m["mean"] for m in summary["methods"]})
+    logger.close()
+    return summary
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM ends a run as Ctrl-C does: manifest `failed`, one line, exit 130."""
+    raise KeyboardInterrupt
 
 
 #: The multirun directories whose jobs ran in this process (for the line after the last job).
@@ -197,28 +239,41 @@ def objective(cfg: DictConfig, summary: dict[str, Any]) -> float:
     return float(methods[0]["mean"])
 
 
-def precheck(argv: list[str]) -> None:
-    """Compose and validate the command line's config once; exit 2 with one line if wrong."""
+def precheck(argv: list[str]) -> dict[str, Any]:
+    """Compose and validate the command line's config; exit 2 with one line if wrong.
+
+    A sweep is checked at every value of each swept key (the others at their first value)
+    and an Optuna interval at both ends, so that no job of a multirun stops on a bad value.
+    Returns the resolved config of the sweep's first point.
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = []
+    overrides: list[str] = []
+    alternatives: list[tuple[int, list[str]]] = []  # (index in overrides, its other values)
     try:
         parsed = OverridesParser.create().parse_overrides(_override_args(argv))
         for override in parsed:
             key = override.get_key_element()
             if key.startswith("hydra") or key.lstrip("+~").startswith("hydra"):
                 continue
-            if override.is_interval_sweep():  # Optuna's interval(low, high): check the low end
-                overrides.append(f"{key}={override.value().start}")
+            if override.is_interval_sweep():  # Optuna's interval(low, high): check both ends
+                interval = override.value()
+                overrides.append(f"{key}={interval.start}")
+                alternatives.append((len(overrides) - 1, [f"{key}={interval.end}"]))
             elif override.is_sweep_override():
-                first = next(iter(override.sweep_string_iterator()))
-                overrides.append(f"{key}={first}")
+                values = list(override.sweep_string_iterator())
+                overrides.append(f"{key}={values[0]}")
+                alternatives.append((len(overrides) - 1, [f"{key}={value}" for value in values[1:]]))
             else:
                 overrides.append(override.input_line)
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
-        validate(cfg)
+            validate(cfg)
+            for index, others in alternatives:
+                for other in others:
+                    validate(compose(config_name="config", overrides=[*overrides[:index], other, *overrides[index + 1:]]))
+        return OmegaConf.to_container(cfg, resolve=True)
     except ConfigError as error:
         _fail(str(error))
     except Exception as error:  # Hydra / OmegaConf composition errors
@@ -245,14 +300,47 @@ def _override_args(argv: list[str]) -> list[str]:
     return overrides
 
 
-def _fail(message: str) -> None:
+def literal_run_dir(argv: list[str]) -> Path | None:
+    """The `hydra.run.dir=PATH` of a single run's command line when PATH is literal (no ${...})."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if any(arg in ("-m", "--multirun") for arg in argv):
+        return None
+    for override in OverridesParser.create().parse_overrides(_override_args(argv)):
+        if override.get_key_element().lstrip("+~") == "hydra.run.dir":
+            value = override.value()
+            return Path(value) if isinstance(value, str) and "${" not in value else None
+    return None
+
+
+def claim_run_dir(argv: list[str], config: dict[str, Any]) -> None:
+    """Before Hydra writes `.hydra/` there: lock a literal run directory and check it may be used.
+
+    So that a refused run (locked, another run's results, a resume with another config)
+    leaves the directory as it was. Timestamped and multirun directories are new, and
+    `hydra_main` claims them itself.
+    """
+    from ddrl import provenance
+
+    run_dir = literal_run_dir(argv)
+    if run_dir is None:
+        return
+    try:
+        provenance.claim(run_dir, config, bool(config.get("resume")))
+    except provenance.RunDirError as error:
+        _fail(str(error))
+
+
+def _fail(message: str, code: int = 2) -> None:
     print(f"ddrl.run: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def main() -> None:
-    if not any(a in ("--help", "-h", "--info", "--cfg", "-c") or a.startswith("--info") for a in sys.argv[1:]):
-        precheck(sys.argv[1:])
+    argv = sys.argv[1:]
+    if not any(a in ("--help", "-h", "--info", "--cfg", "-c") or a.startswith("--info") for a in argv):
+        config = precheck(argv)
+        claim_run_dir(argv, config)
     hydra_main()
     print_sweep_where(_SWEEP_DIRS)
 

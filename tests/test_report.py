@@ -106,6 +106,50 @@ def test_other_summary_shapes_are_tolerated(tmp_path):
     assert rows[0].episodes is None and "150.0000 ± 12.5000" in to_markdown(rows)
 
 
+@pytest.mark.parametrize("text, problem", [
+    ('{"methods": null}', "'methods' must be a list"),
+    ('{"methods": [3]}', "methods[0] must be an object"),
+    ('{"methods": [{"mean": 1}]}', "methods[0].name must be a string"),
+    ('[1, 2]', "not a JSON object"),
+    ('{"methods": [{"name": "a"}], "skipped": 7}', "'skipped' must be a list"),
+    ('{"methods": [', "JSONDecodeError"),
+])  # fmt: skip
+def test_a_malformed_summary_is_skipped_with_one_line_naming_it(tmp_path, capsys, text, problem):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "summary.json").write_text(text)
+    assert collect([tmp_path]) == []
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ddrl.report: warning: skipping {tmp_path / 'bad' / 'summary.json'}")
+    assert problem in lines[0]
+
+
+def test_non_finite_and_odd_numbers_are_read_without_a_traceback(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(
+        '{"methods": [{"name": "a", "metric": "make_span", "mean": NaN, "ci95": Infinity, "seeds": Infinity,'
+        ' "episodes": 1.5, "scenario": 3}, {"name": "b", "mean": "x", "seeds": true}]}')
+    rows = collect([tmp_path])
+    assert [row.method for row in rows] == ["a", "b"]
+    assert rows[0].seeds is None and rows[0].episodes is None and rows[0].scenario is None
+    assert rows[1].seeds is None
+    write_report(rows, tmp_path / "out")
+    assert capsys.readouterr().err == ""
+
+
+def test_report_never_writes_through_a_planted_symlink(sweep, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "precious.md"
+    outside.write_text("keep me")
+    for name in ("report.md", "report.csv", "make_span_vs_env.arrival_prob.png"):
+        (out / name).symlink_to(outside)
+    written = write_report(collect([sweep]), out)
+    assert outside.read_text() == "keep me"
+    for path in written:
+        assert path.parent == out and path.is_file() and not path.is_symlink()
+    assert not list(out.glob(".*.tmp"))
+
+
 def test_cli(sweep, tmp_path, capsys):
     assert main([str(sweep), "--out", str(tmp_path / "cli")]) == 0
     printed = capsys.readouterr().out

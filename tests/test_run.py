@@ -53,4 +53,6 @@ def test_scheduler_run_writes_summary_and_config(tmp_path):
     assert method["scenario"] == "amcoedge" and method["preset"] == "clean"
     assert 0 < method["mean"] < 1.0 and method["ci95"] >= 0
     assert (tmp_path / "run" / "config.yaml").exists()
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["config"]["algo"]["name"] == "randcoedge"
     assert "| randcoedge | amcoedge | clean | make_span_s |" in result.stdout

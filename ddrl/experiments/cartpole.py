@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddrl import agents
 from ddrl.progress import ExperimentProgress
+from ddrl.provenance import atomic_write_text
 from ddrl.stats import mean_ci
 
 SEED_PAPER = {"dqn": 9.57, "sac": 18.36}  # DSAC's average-reward gain (%) in the seed paper
@@ -31,12 +32,21 @@ BUDGET_FRACTIONS = (0.25, 0.5, 1.0)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Every method names a registered agent."""
+    """Every method names a registered agent whose hyper-parameters make a Config.
+
+    Types and ranges of every field were checked before (ddrl.validation).
+    """
     from ddrl.envs.scenarios import ConfigError
+    from ddrl.train import TRAINER_KEYS
 
     for key, method in cfg.methods.items():
         if method.name not in agents.REGISTRY:
             raise ConfigError(f"methods.{key}.name", f"unknown agent {method.name!r}")
+        hyper = {k: v for k, v in OmegaConf.to_container(method).items() if k not in TRAINER_KEYS}
+        try:
+            agents.make_config(method.name, hyper)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"methods.{key}", str(error)) from None
     for key in cfg.get("only") or []:
         if key not in cfg.methods:
             raise ConfigError("only", f"{key!r} is not one of the methods {list(cfg.methods)}")
@@ -88,7 +98,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
         progress.finish(f"average reward {result['average_reward']:.1f} ± {result['average_reward_ci95']:.1f}, "
                         f"greedy return {result['final_greedy_return']:.1f} ± {result['final_greedy_return_ci95']:.1f}")  # fmt: skip
     table = results_table(histories, cfg.methods, train_steps, num_seeds, int(cfg.budget.eval_episodes))
-    (run_dir / "results.md").write_text(table)
+    atomic_write_text(run_dir / "results.md", table)
     plot_learning_curves(histories, run_dir / "learning_curves.png")
     print(table)
     return {

@@ -44,6 +44,7 @@ from ddrl import agents
 from ddrl.envs.scenarios import ConfigError, build_mec
 from ddrl.evaluate import DELAY_BINS_PER_DECADE, DELAY_LOG10_RANGE, delay_percentiles
 from ddrl.progress import ExperimentProgress
+from ddrl.provenance import atomic_write_text
 from ddrl.schedulers import SCHEDULERS, make_scheduler
 from ddrl.stats import mean_ci
 
@@ -284,7 +285,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     notes = sorted(set(budget_notes.values()))
     budget_note = notes[0] if len(notes) == 1 else "; ".join(f"{v}: {n}" for v, n in budget_notes.items())
     table = results_table(cfg, results, budget_note, num_seeds, eval_episodes, milp, skipped)
-    (run_dir / "results.md").write_text(table)
+    atomic_write_text(run_dir / "results.md", table)
     if any(histories.values()):
         plot_learning_curves(histories, run_dir / "learning_curves.png")
     if cfg.get("delay_percentiles"):

@@ -78,6 +78,8 @@ def run_training(
     import orbax.checkpoint as ocp
     from tqdm.auto import tqdm
 
+    from ddrl.provenance import CheckpointError
+
     trainer.check_hparams(hparams)
     sharding = batch_sharding(num_seeds) if sharded else None
     keys = shard(seed_keys(seed, num_seeds), sharding)
@@ -105,7 +107,10 @@ def run_training(
                     for k, v in metric_shapes.items()
                 },
             }
-            restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
+            try:
+                restored = manager.restore(latest, args=ocp.args.StandardRestore(target))
+            except Exception as error:  # a corrupt or truncated checkpoint: one clear line
+                raise CheckpointError(checkpoint_dir / str(latest), error) from error
             runner = shard(restored["runner"], sharding)
             history = {k: np.asarray(v) for k, v in restored["history"].items()}
             start_chunk = latest
