@@ -150,9 +150,10 @@ GYMNAX_ENV = Map({"name": STR, "kind": Choice("mec", "gymnax"), "id": STR})
 # Non-learning method configs (`kind: scheduler`).
 SCHEDULER_FIELDS = {"name": STR, "kind": STR, "label": OPT_STR,
                     "action_space": Choice(*ACTION_SPACES, nullable=True)}  # fmt: skip
-# Keys of a learner's method config that the trainer reads (ddrl.train.TRAINER_KEYS), not the agent.
+# Keys of a learner's method config that the trainer reads (ddrl.training.METHOD_KEYS), not the agent.
 TRAINER_FIELDS = {
     "per_bs": BOOL,
+    "group_acting": Choice("gather", "dense"),
     "action_space": Choice(*ACTION_SPACES, nullable=True),
     "label": OPT_STR,
     "views": List(STR, nullable=True, nonempty=True),

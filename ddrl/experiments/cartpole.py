@@ -37,12 +37,12 @@ def validate(cfg: DictConfig) -> None:
     Types and ranges of every field were checked before (ddrl.validation).
     """
     from ddrl.envs.scenarios import ConfigError
-    from ddrl.train import TRAINER_KEYS
+    from ddrl.training import METHOD_KEYS
 
     for key, method in cfg.methods.items():
         if method.name not in agents.REGISTRY:
             raise ConfigError(f"methods.{key}.name", f"unknown agent {method.name!r}")
-        hyper = {k: v for k, v in OmegaConf.to_container(method).items() if k not in TRAINER_KEYS}
+        hyper = {k: v for k, v in OmegaConf.to_container(method).items() if k not in METHOD_KEYS}
         try:
             agents.make_config(method.name, hyper)
         except (ValueError, TypeError) as error:
