@@ -214,15 +214,17 @@ def storage_of(url: str, cwd: Path | str = ".") -> Any:
 
 
 def make_sampler(sampler_cfg: Mapping[str, Any], seed: int) -> Any:
-    """`tune.sampler` (`kind` plus the sampler's keyword arguments) with `seed`."""
+    """The sampler `tune.sampler.kind` with `seed` and its arguments `tune.sampler.<kind>`."""
     import optuna
 
-    options = dict(sampler_cfg)
-    kind = options.pop("kind", "tpe")
-    options.pop("seed", None)
+    kind = sampler_cfg.get("kind", "tpe")
     if kind not in SAMPLERS:
         raise ConfigError("tune.sampler.kind", f"unknown sampler {kind!r}; expected one of {sorted(SAMPLERS)}")
-    return getattr(optuna.samplers, SAMPLERS[kind])(seed=seed, **options)
+    options = dict(sampler_cfg.get(kind) or {})
+    try:
+        return getattr(optuna.samplers, SAMPLERS[kind])(seed=seed, **options)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"tune.sampler.{kind}", str(error)) from None
 
 
 def open_study(tune_cfg: Mapping[str, Any], cwd: Path | str = ".") -> Any:
@@ -329,9 +331,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"tune.{key}", f"must be >= 1, got {tune_cfg[key]}")
     if tune_cfg.objective.get("chunks", "all") not in ("all", "last"):
         raise ConfigError("tune.objective.chunks", f"expected all or last, got {tune_cfg.objective.chunks!r}")
-    if tune_cfg.sampler.get("kind", "tpe") not in SAMPLERS:
-        raise ConfigError("tune.sampler.kind", f"unknown sampler {tune_cfg.sampler.kind!r}; "
-                                               f"expected one of {sorted(SAMPLERS)}")  # fmt: skip
+    make_sampler(OmegaConf.to_container(tune_cfg.sampler, resolve=True), 0)
     search_space(method_config(cfg), OmegaConf.to_container(tune_cfg.params, resolve=True))
 
 
