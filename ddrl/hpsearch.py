@@ -42,11 +42,11 @@ from ddrl.training import METHOD_KEYS, batch_sharding, config_items, make_traine
 class SearchResult:
     """Per-setting, per-seed metrics of a grid search and what it cost."""
 
-    settings: list[dict[str, Any]]  # one dict per setting, in grid order (last name fastest)
+    settings: list[dict[str, Any]]  # one dict per setting, in the order given (a grid: last name fastest)
     metrics: dict[str, np.ndarray]  # per-chunk metrics, shape (settings, seeds, chunks)
     compile_s: float  # tracing and compiling, all programs
     run_s: float  # running the compiled programs
-    programs: int  # compiled programs (one per value of the non-vmappable grid fields)
+    programs: int  # compiled programs (one per value of the non-vmappable fields)
 
     def final(self, metric: str = "episode_return") -> np.ndarray:
         """`metric` at the last chunk, shape (settings, seeds)."""
@@ -122,10 +122,47 @@ def grid_search(
     program; each combination of values of the other names (e.g. `diffusion_steps`) gets
     its own. Returns per-setting, per-seed, per-chunk metrics (`SearchResult`).
     """
-    vmapped, static = split_grid(algo_cfg, grid)
-    base = dict(config_items(algo_cfg))
+    split_grid(algo_cfg, grid)
     names = list(grid)
     settings = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
+    return search_settings(
+        algo_cfg, env, env_params, settings, num_seeds, train_steps, seed=seed,
+        num_chunks=num_chunks, eval_episodes=eval_episodes, sharded=sharded,
+    )  # fmt: skip
+
+
+def search_settings(
+    algo_cfg: Any,
+    env: Any,
+    env_params: Any,
+    settings: Sequence[Mapping[str, Any]],
+    num_seeds: int,
+    train_steps: int,
+    *,
+    seed: int = 0,
+    num_chunks: int = 4,
+    eval_episodes: int = 0,
+    num_envs: int | None = None,
+    sharded: bool = True,
+) -> SearchResult:
+    """Train an arbitrary list of settings (e.g. the trials of an Optuna batch) for `num_seeds` seeds.
+
+    Every setting names the same hyper-parameters. The settings are grouped by their values
+    of the non-vmappable names (one compiled program per group); within a group the
+    vmappable values are batched with the seeds. Seed i of every setting uses the key
+    `seed_keys(seed, num_seeds)[i]`, so a setting's runs do not depend on which other
+    settings share its program. `num_envs` is passed to `make_trainer`. Checked like a grid
+    (`split_grid`) before anything is compiled.
+    """
+    if not settings:
+        raise ValueError("settings: give a non-empty list of {hyper-parameter: value} dicts")
+    names = list(settings[0])
+    for setting in settings:
+        if list(setting) != names:
+            raise ValueError(f"every setting must name the same hyper-parameters {names}, got {list(setting)}")
+    vmapped, static = split_grid(algo_cfg, {n: [s[n] for s in settings] for n in names})
+    settings = [dict(s) for s in settings]
+    base = dict(config_items(algo_cfg))
     groups: dict[str, list[int]] = {}
     for index, setting in enumerate(settings):
         groups.setdefault(repr([setting[n] for n in static]), []).append(index)
@@ -136,7 +173,7 @@ def grid_search(
     for indices in groups.values():
         static_values = {n: settings[indices[0]][n] for n in static}
         trainer = make_trainer(
-            {**base, **static_values}, env, env_params, train_steps,
+            {**base, **static_values}, env, env_params, train_steps, num_envs=num_envs,
             num_chunks=num_chunks, eval_episodes=eval_episodes,
         )  # fmt: skip
         runs = len(indices) * num_seeds

@@ -224,12 +224,13 @@ def print_sweep_where(sweep_dirs: list[Path]) -> None:
 
 
 def objective(cfg: DictConfig, summary: dict[str, Any]) -> float:
-    """The number a sweeper (e.g. Optuna) optimises: the headline method's headline metric, its mean.
+    """The number a Hydra sweeper optimises: the headline method's headline metric, its mean.
 
     The headline method is the experiment's `headline` if it ran, else the first of `only`, else
     the first method of the summary (a single scheduler run has only one). Its metric is the
     summary's `metric`: make-span in seconds for MEC runs (minimise), the average training
-    return for CartPole (maximise); `hydra.sweeper.direction` must match.
+    return for CartPole (maximise). (`python -m ddrl.tune` computes its own objective from
+    the training metrics of each batch of trials: `tune.objective`.)
     """
     methods = summary["methods"]
     for name in (cfg.get("headline"), *(cfg.get("only") or [])):
@@ -237,6 +238,25 @@ def objective(cfg: DictConfig, summary: dict[str, Any]) -> float:
         if match:
             return float(match[0]["mean"])
     return float(methods[0]["mean"])
+
+
+def first_values(overrides: list[str]) -> list[str]:
+    """The overrides of one job of a multirun: each sweep's first value (an interval's low
+    end), without the `hydra.*` ones, to compose and check the config before Hydra starts."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    composed = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.get_key_element()
+        if key.startswith("hydra") or key.lstrip("+~").startswith("hydra"):
+            continue
+        if override.is_interval_sweep():
+            composed.append(f"{key}={override.value().start}")
+        elif override.is_sweep_override():
+            composed.append(f"{key}={next(iter(override.sweep_string_iterator()))}")
+        else:
+            composed.append(override.input_line)
+    return composed
 
 
 def precheck(argv: list[str]) -> dict[str, Any]:

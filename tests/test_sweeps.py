@@ -1,4 +1,4 @@
-"""Sweeps and scale-out: Hydra multiruns, the Optuna sweeper, submitit launchers, W&B grouping.
+"""Sweeps and scale-out: Hydra multiruns, submitit launchers, W&B grouping (Optuna studies: test_tune.py).
 
 The runs are the cheapest there are (the myopic scheduler, 5 slots, 2 seeds, 1 episode), in
 subprocesses as a user would start them. They sweep the base seed, which leaves the compiled
@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from omegaconf import OmegaConf
 
 from cli import ROOT
@@ -74,23 +73,6 @@ def test_multirun_writes_one_summary_per_job_and_one_report(tmp_path, jax_cache)
     assert table.count("| optimal_myopic |") == 2
 
 
-def test_optuna_sweeper_runs_trials_and_writes_its_result(tmp_path, jax_cache):
-    sweep = tmp_path / "optuna"
-    result = run_module(
-        "ddrl.run", "-m", *CHEAP, "logger=none", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.n_jobs=1", "hydra.sweeper.direction=minimize", "hydra.sweeper.sampler.seed=0",
-        "seed=range(3,1000)", f"hydra.sweep.dir={sweep}", cache=jax_cache,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    found = summaries(sweep)
-    assert len(found) == 2  # two trials
-    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert best["name"] == "optuna"
-    assert 3 <= best["best_params"]["seed"] <= 1000
-    # the objective is the make-span the run reports, and the study minimised it
-    assert best["best_value"] == pytest.approx(min(s["methods"][0]["mean"] for s in found))
-
-
 def test_submitit_local_launcher_runs_each_job(tmp_path, jax_cache):
     sweep = tmp_path / "local"
     result = run_module("ddrl.run", "-m", "hydra/launcher=local", *CHEAP, "logger=none",
@@ -127,10 +109,9 @@ def compose(*overrides: str):
 
 def test_hpsearch_config_maximises_d2sac_return_over_its_search_space():
     cfg = compose("+experiment=hpsearch_d2sac")
-    sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert set(sweeper.params) == {f"methods.d2sac.{k}" for k in
-                                   ("actor_lr", "critic_lr", "alpha", "gamma", "diffusion_steps")}  # fmt: skip
+    assert cfg.hydra.sweeper._target_.endswith("BasicSweeper")  # the study is ddrl.tune's, not a sweeper's
+    assert cfg.tune.method == "d2sac" and cfg.tune.direction == "maximize"
+    assert set(cfg.tune.params) == {"actor_lr", "critic_lr", "alpha", "gamma", "diffusion_steps"}
     assert list(cfg.only) == ["d2sac"] and cfg.experiment_runner == "cartpole"
     assert cfg.budget.name == "hpsearch"
     assert compose("+experiment=hpsearch_d2sac", "budget=smoke").budget.name == "smoke"
@@ -146,14 +127,16 @@ def test_objective_is_the_headline_methods_metric():
     assert objective(OmegaConf.create({"headline": "x", "only": None}), summary) == 1.0
 
 
-def test_precheck_accepts_launcher_and_optuna_overrides():
+def test_precheck_accepts_launcher_and_search_space_overrides():
+    from ddrl import tune
     from ddrl.run import precheck
 
-    precheck([
+    precheck(["-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "+experiment=cartpole", "seed=0,1"])
+    tune.precheck(tune.quote_params([
         "-m", "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "+experiment=hpsearch_d2sac",
-        "hydra.sweeper.n_trials=2", "methods.d2sac.actor_lr=tag(log,interval(1e-5,1e-3))",
-        "methods.d2sac.gamma=choice(0.9,0.99)", "methods.d2sac.diffusion_steps=int(interval(2,10))",
-    ])  # fmt: skip
+        "tune.n_trials=2", "tune.worker=0,1,2,3", "tune.params.actor_lr=tag(log,interval(1e-5,1e-3))",
+        "tune.params.gamma=choice(0.9,0.99)", "tune.params.diffusion_steps=int(interval(2,10))",
+    ]))  # fmt: skip
     with pytest.raises(SystemExit) as stop:
         precheck(["-m", "hydra/launcher=local", "budget.seeds=interval(0,3)"])
     assert stop.value.code == 2
