@@ -92,7 +92,7 @@ LOGGERS = {
     "none": Map({"kind": Choice("none", "wandb")}),
     "wandb": Map({
         "kind": Choice("none", "wandb"), "mode": Choice("offline", "online", "disabled"),
-        "project": STR, "entity": OPT_STR, "group": OPT_STR, "tags": List(STR),
+        "project": STR, "entity": OPT_STR, "group": OPT_STR, "tags": List(STR), "verbose": BOOL,
     }),
 }  # fmt: skip
 
