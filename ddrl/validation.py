@@ -261,8 +261,17 @@ SCHEDULING = {
 CARTPOLE = {**COMMON_EXPERIMENT, "default_train_steps": Int(1, 10**12)}
 EXPERIMENTS = {"scheduling": SCHEDULING, "cartpole": CARTPOLE}
 
+# The hyper-parameter search's section (conf/tune/; ddrl.tune checks the sampler and space).
+TUNE = Map({
+    "method": OPT_STR, "view": STR, "direction": Choice("minimize", "maximize"), "study_name": STR,
+    "storage": STR, "load_if_exists": BOOL, "n_trials": Int(1, 1_000_000), "batch": Int(1, 100_000),
+    "worker": Int(0, 1_000_000), "sampler": Map(item=ANY),
+    "objective": Map({"metric": STR, "chunks": Choice("all", "last")}), "params": Map(item=ANY),
+})  # fmt: skip
+
 ROOT = {
     "seed": Int(0, 2**31 - 1),
+    "tune": TUNE,
     "experiment_runner": OPT_STR,
     "experiment_name": STR,
     "env": Map(item=ANY),  # by kind: MEC_ENV or GYMNAX_ENV

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ddrl.nets import MLP, Denoiser, make_schedule, sample
+from ddrl.nets import MLP, Denoiser, conditioned_denoiser, make_schedule, sample
 from ddrl.nets.diffusion import cosine_betas, linear_betas, vp_betas
 from ddrl.nets.mlp import mish
 
@@ -49,7 +49,6 @@ def _denoiser_and_params(n_actions=3, obs_dim=4):
 
 def test_sampler_shapes_finite_and_clipped():
     denoiser, params = _denoiser_and_params()
-    eps_fn = lambda x, t, s: denoiser.apply(params, x, t, s)  # noqa: E731
     schedule = make_schedule("vp", 5)
     obs = jax.random.normal(jax.random.PRNGKey(1), (7, 4))
     key = jax.random.PRNGKey(2)
@@ -58,11 +57,13 @@ def test_sampler_shapes_finite_and_clipped():
     @jax.jit  # one compilation for all variants: compiling is the slow part on CPU
     def variants(obs):
         pair = jnp.stack([obs, obs])
+        eps_fn = conditioned_denoiser(denoiser, params, obs, 5)
+        eps_pair = conditioned_denoiser(denoiser, params, pair, 5)
         return (
-            sample(eps_fn, schedule, obs, key, 3),
-            sample(eps_fn, schedule, obs, key, 3, clip_x0=0.5),
-            sample(eps_fn, schedule, pair, key, 3, x_start=start),  # given start vector (LAD-TS)
-            sample(eps_fn, schedule, pair, key, 3, x_start=-start),
+            sample(eps_fn, schedule, (7, 3), key),
+            sample(eps_fn, schedule, (7, 3), key, clip_x0=0.5),
+            sample(eps_pair, schedule, (2, 7, 3), key, x_start=start),  # given start vector (LAD-TS)
+            sample(eps_pair, schedule, (2, 7, 3), key, x_start=-start),
         )
 
     x0, clipped, from_start, from_other_start = variants(obs)
@@ -78,13 +79,26 @@ def test_gradients_reach_every_denoiser_parameter():
     obs = jax.random.normal(jax.random.PRNGKey(1), (8, 4))
 
     def objective(p):
-        x0 = sample(lambda x, t, s: denoiser.apply(p, x, t, s), schedule, obs, jax.random.PRNGKey(3), 3)
+        x0 = sample(conditioned_denoiser(denoiser, p, obs, 5), schedule, (8, 3), jax.random.PRNGKey(3))
         return jnp.sum(jax.nn.softmax(x0) * jnp.arange(3.0))
 
     grads = jax.jit(jax.grad(objective))(params)
     for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
         assert bool(jnp.all(jnp.isfinite(leaf))), path
         assert float(jnp.max(jnp.abs(leaf))) > 0.0, path
+
+
+@pytest.mark.parametrize("time_mlp", [True, False])
+def test_conditioned_denoiser_is_the_module_with_its_fixed_parts_computed_once(time_mlp):
+    """The split first layer and the per-step time terms give the module's own ε_θ."""
+    denoiser = Denoiser(3, hidden=(16, 8, 4), activation="mish", out_activation="tanh", time_mlp=time_mlp)
+    x = jax.random.normal(jax.random.PRNGKey(4), (6, 3))
+    obs = jax.random.normal(jax.random.PRNGKey(5), (6, 4))
+    params = denoiser.init(jax.random.PRNGKey(0), x, jnp.zeros((6,), jnp.int32), obs)
+    eps_fn = conditioned_denoiser(denoiser, params, obs, 5)
+    for t in range(5):
+        np.testing.assert_allclose(eps_fn(x, jnp.int32(t)), denoiser.apply(params, x, jnp.full((6,), t), obs),
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 def test_mlp_widths_and_activation():

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from ddrl.agents import common
-from ddrl.nets import Denoiser, DiffusionSchedule, TwinQ, make_schedule, sample
+from ddrl.nets import Denoiser, DiffusionSchedule, TwinQ, conditioned_denoiser, make_schedule, sample
 
 KIND = "off_policy"
 # Numeric hyper-parameters that reach the program only as arrays, so `train(key, hparams)`
@@ -81,6 +81,7 @@ class AgentState:
     env_steps: jax.Array
     update_count: jax.Array
     n_actions: int = flax.struct.field(pytree_node=False, default=2)
+    denoiser: Denoiser | None = flax.struct.field(pytree_node=False, default=None)  # the ε_θ module
     learn_alpha: bool = flax.struct.field(pytree_node=False, default=True)
     soft_target: bool = flax.struct.field(pytree_node=False, default=True)
     clip_x0: float | None = flax.struct.field(pytree_node=False, default=None)
@@ -118,6 +119,7 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
         env_steps=jnp.zeros((), jnp.int32),
         update_count=jnp.zeros((), jnp.int32),
         n_actions=int(n_actions),
+        denoiser=denoiser,
         learn_alpha=bool(cfg.learn_alpha),
         soft_target=bool(cfg.soft_target),
         clip_x0=None if cfg.clip_x0 is None else float(cfg.clip_x0),
@@ -125,14 +127,17 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
     )
 
 
+def reverse_chain(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
+                  x_start: jax.Array | None = None) -> jax.Array:
+    """x_0 of one run of the reverse chain conditioned on `obs` (from `x_start`, else noise)."""
+    eps_fn = conditioned_denoiser(state.denoiser, actor_params, obs, state.schedule.num_steps)
+    shape = obs.shape[:-1] + (state.n_actions,)
+    return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=state.clip_x0)
+
+
 def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array) -> jax.Array:
     """π(·|s) = softmax(x_0) with x_0 from one run of the reverse chain."""
-
-    def eps_fn(x_t, t, cond):
-        return state.actor.apply_fn(actor_params, x_t, t, cond)
-
-    x_0 = sample(eps_fn, state.schedule, obs, key, state.n_actions, clip_x0=state.clip_x0)
-    return jax.nn.softmax(x_0, axis=-1)
+    return jax.nn.softmax(reverse_chain(state, actor_params, obs, key), axis=-1)
 
 
 def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 from ddrl.agents import common, d2sac
 from ddrl.agents.base import ModuleAgent
 from ddrl.agents.d2sac import AgentState, Config  # noqa: F401  (Config: the agent's settings)
-from ddrl.nets import sample
 
 KIND = "off_policy"
 HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
@@ -47,10 +46,7 @@ def num_servers(state: AgentState) -> int:
 def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array) -> jax.Array:
     """[π_es, π_count] (each a distribution over B), from one run of the reverse chain."""
 
-    def eps_fn(x_t, t, cond):
-        return state.actor.apply_fn(actor_params, x_t, t, cond)
-
-    x_0 = sample(eps_fn, state.schedule, obs, key, state.n_actions, clip_x0=state.clip_x0)
+    x_0 = d2sac.reverse_chain(state, actor_params, obs, key)
     servers = num_servers(state)
     return jnp.concatenate(
         [jax.nn.softmax(x_0[..., :servers], axis=-1), jax.nn.softmax(x_0[..., servers:], axis=-1)],

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 from ddrl.agents import common, d2sac
 from ddrl.agents.base import ActContext, AgentSpec, ModuleAgent
 from ddrl.agents.d2sac import AgentState
-from ddrl.nets import sample
 
 KIND = "off_policy"
 HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
@@ -73,11 +72,7 @@ def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array
     """π(·|s) = softmax(x_0), the reverse chain started from the cell's latent action."""
     env_obs, latent = split(state, obs)
 
-    def eps_fn(x_t, t, cond):
-        return state.actor.apply_fn(actor_params, x_t, t, cond)
-
-    x_0 = sample(eps_fn, state.schedule, env_obs, key, state.n_actions, x_start=latent,
-                 clip_x0=state.clip_x0)  # fmt: skip
+    x_0 = d2sac.reverse_chain(state, actor_params, env_obs, key, x_start=latent)
     return jax.nn.softmax(x_0, axis=-1)
 
 

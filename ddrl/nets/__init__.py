@@ -2,6 +2,7 @@
 from ddrl.nets.diffusion import (
     Denoiser,
     DiffusionSchedule,
+    conditioned_denoiser,
     make_schedule,
     sample,
     sinusoidal_embedding,
@@ -13,6 +14,7 @@ __all__ = [
     "TwinQ",
     "activation_fn",
     "Denoiser",
+    "conditioned_denoiser",
     "DiffusionSchedule",
     "make_schedule",
     "sample",

@@ -4,6 +4,7 @@ Index convention: step `t = 0 … T−1` in code is step `t + 1` of the papers, 
 runs `t = T−1, …, 0` and the last step (`t = 0`) adds no noise.
 """
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import flax.struct
@@ -11,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddrl.nets.mlp import MLP
+from ddrl.nets.mlp import MLP, activation_fn
 
 
 def vp_betas(num_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> np.ndarray:
@@ -108,35 +109,64 @@ class Denoiser(nn.Module):
         return MLP(self.hidden, self.action_dim, self.activation, self.out_activation)(inputs)
 
 
-EpsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+def conditioned_denoiser(module: Denoiser, params: Any, cond: jax.Array, num_steps: int) -> "EpsFn":
+    """ε_θ(x_t, t) of `module` for a fixed `cond`, exactly `module.apply(params, x_t, t, cond)`,
+    with everything that does not depend on x_t computed once per chain instead of once per
+    step and sample: the time features of the `num_steps` steps through the time MLP, and
+    the first layer's time and condition terms (its kernel split by input block)."""
+    variables = params["params"]
+    main = variables["MLP_1" if module.time_mlp else "MLP_0"]
+    emb = sinusoidal_embedding(jnp.arange(num_steps), module.time_dim)
+    if module.time_mlp:
+        emb = MLP((2 * module.time_dim,), module.time_dim, activation="mish").apply({"params": variables["MLP_0"]}, emb)
+    first = main["Dense_0"]
+    kernel_x = first["kernel"][: module.action_dim]
+    kernel_t = first["kernel"][module.action_dim : module.action_dim + module.time_dim]
+    kernel_s = first["kernel"][module.action_dim + module.time_dim :]
+    time_term = emb @ kernel_t  # (steps, width)
+    cond_term = cond @ kernel_s + first["bias"]  # (batch, width)
+    hidden_act = activation_fn(module.activation)
+    layers = len(module.hidden)
+
+    def eps_fn(x_t: jax.Array, t: jax.Array) -> jax.Array:
+        h = hidden_act(x_t @ kernel_x + cond_term + time_term[t])
+        for i in range(1, layers):
+            h = hidden_act(h @ main[f"Dense_{i}"]["kernel"] + main[f"Dense_{i}"]["bias"])
+        out = main[f"Dense_{layers}"]
+        return activation_fn(module.out_activation)(h @ out["kernel"] + out["bias"])
+
+    return eps_fn
+
+
+EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def sample(
     eps_fn: EpsFn,
     schedule: DiffusionSchedule,
-    cond: jax.Array,
+    shape: tuple[int, ...],
     key: jax.Array,
-    action_dim: int,
     x_start: jax.Array | None = None,
     clip_x0: float | None = None,
 ) -> jax.Array:
-    """Run the DDPM reverse chain from x_T to x_0, differentiably; returns x_0.
+    """Run the DDPM reverse chain from x_T to x_0, differentiably; returns x_0 of `shape`.
 
-    `eps_fn(x_t, t, cond)` predicts the noise (typically a bound `Denoiser.apply`); `cond`
-    has shape `batch + (obs_dim,)` and the result `batch + (action_dim,)`. The chain starts
-    from `x_start` when given (LAD-TS keeps it from the previous decision), otherwise from
-    N(0, I). All noise is drawn up front; the final step adds none. `clip_x0` clips the
-    predicted x̂_0 to [−clip_x0, clip_x0] at every step (None: no clipping).
+    `eps_fn(x_t, t)` predicts the noise at step index `t` (a scalar), typically a
+    `conditioned_denoiser`; `shape` is `batch + (action_dim,)`. The chain starts from
+    `x_start` when given (LAD-TS keeps it from the previous decision), otherwise from
+    N(0, I). The noise of the T − 1 noisy steps is drawn up front; the final step adds
+    none. `clip_x0` clips the predicted x̂_0 to [−clip_x0, clip_x0] at every step (None: no
+    clipping).
     """
     num_steps = schedule.num_steps
-    shape = cond.shape[:-1] + (action_dim,)
     key_start, key_noise = jax.random.split(key)
     x_t = jax.random.normal(key_start, shape) if x_start is None else x_start
-    noise = jax.random.normal(key_noise, (num_steps,) + shape)
+    noise = jax.random.normal(key_noise, (num_steps - 1,) + tuple(shape))
+    noise = jnp.concatenate([noise, jnp.zeros((1,) + tuple(shape))])  # the last step (t = 0) adds none
 
     def reverse_step(x, step_input):
         t, z = step_input
-        eps = eps_fn(x, jnp.full(cond.shape[:-1], t), cond)
+        eps = eps_fn(x, t)
         x0_hat = (
             schedule.sqrt_recip_alphas_cumprod[t] * x
             - schedule.sqrt_recipm1_alphas_cumprod[t] * eps
