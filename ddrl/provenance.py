@@ -46,7 +46,7 @@ from typing import Any, Iterator
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-NON_RESULT_KEYS = ("logger", "resume", "experiment_name", "only", "views")
+NON_RESULT_KEYS = ("logger", "resume", "experiment_name", "only", "views", "checkpoint_every_s")
 RESULT_FILES = ("summary.json", "results.md")  # files that look like a finished run
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "gymnax", "numpy", "hydra-core",
             "omegaconf", "scipy", "highspy", "wandb")  # fmt: skip

@@ -271,6 +271,7 @@ TUNE = Map({
 
 ROOT = {
     "seed": Int(0, 2**31 - 1),
+    "checkpoint_every_s": Float(0),
     "tune": TUNE,
     "experiment_runner": OPT_STR,
     "experiment_name": STR,

@@ -108,3 +108,16 @@ def test_presets_differ_where_published():
     assert ours.clip_x0 is not None and ours.soft_target and ours.learn_alpha
     with pytest.raises(ValueError, match="unknown hyper-parameters"):
         agents.make_config("dqn", {"name": "dqn", "learnin_rate": 1.0})
+
+
+def test_sampled_actions_follow_the_probabilities_and_greedy_takes_the_argmax():
+    """common.select_action: inverse-CDF sampling reproduces π's frequencies; greedy = argmax."""
+    from ddrl.agents import common
+
+    probs = jnp.array([0.1, 0.0, 0.6, 0.3])
+    keys = jax.random.split(jax.random.PRNGKey(0), 40_000)
+    sampled = jax.vmap(lambda k: common.select_action(probs, k, True))(keys)
+    frequencies = np.bincount(np.asarray(sampled), minlength=4) / len(keys)
+    np.testing.assert_allclose(frequencies, np.asarray(probs), atol=0.01)
+    assert frequencies[1] == 0.0  # an action of probability 0 is never drawn
+    assert int(common.select_action(probs, keys[0], False)) == 2

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import re
 import subprocess
 import sys
 import time
@@ -20,12 +21,15 @@ import pytest
 
 from ddrl import provenance
 
+PROGRESS_LINE = re.compile(r"^\[(\d+/\d+|–)\] .* · ")  # ddrl.progress: "[1/3] clean · amcoedge · elapsed 0s · ETA –"
 TINY = ("+experiment=amsa", "budget=smoke", "logger=none", "views=[clean]", "only=[amcoedge]", "milp=null",
         "+decision_time=false")  # fmt: skip
 
 
 def _one_error_line(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip() and "[absl]" not in line]
+    """The one error line on stderr, besides orbax's absl log and the experiment's progress lines."""
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and "[absl]" not in line and not PROGRESS_LINE.match(line)]  # fmt: skip
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("ddrl.run: error: "), lines[0]
     return lines[0]

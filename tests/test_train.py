@@ -24,15 +24,21 @@ def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-def test_resume_gives_the_uninterrupted_result(trainer, tmp_path):
+@pytest.mark.parametrize("checkpoint_every_s", [0.0, 1e9])
+def test_resume_gives_the_uninterrupted_result(trainer, tmp_path, checkpoint_every_s):
+    """Saved after every chunk, or (a long cadence) only after the last chunk a run makes."""
+    import orbax.checkpoint as ocp
+
     assert trainer.steps_per_chunk == STEPS_PER_CHUNK
     full_state, full_history = run_training(
         trainer, 3, 2, checkpoint_dir=tmp_path / "full", progress=False
     )
     _, partial = run_training(
-        trainer, 3, 2, checkpoint_dir=tmp_path / "cut", progress=False, max_chunks=3
+        trainer, 3, 2, checkpoint_dir=tmp_path / "cut", progress=False, max_chunks=3,
+        checkpoint_every_s=checkpoint_every_s,
     )
     assert len(partial["episode_return"]) == 3
+    assert ocp.CheckpointManager(tmp_path / "cut").latest_step() == 3
     resumed_state, resumed_history = run_training(
         trainer, 3, 2, checkpoint_dir=tmp_path / "cut", resume=True, progress=False
     )

@@ -58,7 +58,7 @@ def make_config(name: str, overrides: Any = None) -> Any:
 
 
 def make_agent(name: str, config: Any, spec: AgentSpec, per_group: bool = False,
-               group_acting: str = "gather") -> Any:
+               group_acting: str = "dense") -> Any:
     """The agent `name` with `config` (a Config) for an environment described by `spec`.
 
     `per_group`: one agent per base station (`spec.num_groups` of them, stacked).

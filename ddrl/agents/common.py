@@ -304,8 +304,11 @@ def categorical_entropy(probs: jax.Array) -> jax.Array:
 
 
 def select_action(probs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:
-    """Sample from `probs` when exploring, else take the argmax."""
-    sampled = jax.random.categorical(key, jnp.log(jnp.clip(probs, 1e-8, 1.0)))
+    """Sample from `probs` when exploring (inverse CDF: one uniform per row, not one Gumbel
+    per action), else take the argmax."""
+    cumulative = jnp.cumsum(probs, axis=-1)
+    u = jax.random.uniform(key, probs.shape[:-1] + (1,)) * cumulative[..., -1:]
+    sampled = jnp.minimum(jnp.sum(cumulative <= u, axis=-1), probs.shape[-1] - 1)
     return jnp.where(explore, sampled, jnp.argmax(probs, axis=-1)).astype(jnp.int32)
 
 

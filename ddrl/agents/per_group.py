@@ -35,7 +35,7 @@ class PerGroup(OffPolicyBase):
 
     inner: Any
     num_groups: int
-    acting: str = "gather"
+    acting: str = "dense"
 
     def __post_init__(self):
         if self.acting not in ACTING:

@@ -85,7 +85,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             _, history = run_training(
                 trainer, int(cfg.seed), num_seeds,
                 checkpoint_dir=run_dir / "checkpoints" / key, resume=bool(cfg.resume),
-                logger=logger, desc=key,
+                logger=logger, desc=key, checkpoint_every_s=float(cfg.get("checkpoint_every_s", 0.0)),
             )  # fmt: skip
             logger.summary(_method_summary(key, history, num_seeds))
         finally:

@@ -370,6 +370,7 @@ def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_ep
         final, history = run_training(
             trainer, int(cfg.seed), num_seeds, checkpoint_dir=run_dir / "checkpoints" / name,
             resume=bool(cfg.resume), logger=logger, desc=name,
+            checkpoint_every_s=float(cfg.get("checkpoint_every_s", 0.0)),
         )  # fmt: skip
         train_wall = time.perf_counter() - started
         started = time.perf_counter()

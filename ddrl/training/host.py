@@ -62,11 +62,14 @@ def run_training(
     desc: str = "",
     max_chunks: int | None = None,
     sharded: bool = True,
+    checkpoint_every_s: float = 0.0,
 ) -> tuple[RunnerState, dict[str, np.ndarray]]:
     """Run `trainer` for `num_seeds` vmapped seeds, chunk by chunk, on the host.
 
     Returns the final state (leading axis: seeds) and the per-chunk metrics as arrays of
-    shape (chunks, seeds). With `checkpoint_dir` the state is saved after every chunk;
+    shape (chunks, seeds). With `checkpoint_dir` the state is saved after a chunk once
+    `checkpoint_every_s` seconds have passed since the last save (0: after every chunk) and
+    always after the last one;
     `resume=True` continues from the latest checkpoint there and gives the same result
     as an uninterrupted run. `max_chunks` stops early (for tests of resume). A NaN or
     infinite loss raises `NonFiniteLossError` naming the metric and step; the checkpoint
@@ -124,6 +127,7 @@ def run_training(
         unit_scale=True,
         disable=not progress,
     )
+    last_save = time.perf_counter()
     try:
         for chunk in range(start_chunk, end_chunk):
             started = time.perf_counter()
@@ -137,7 +141,9 @@ def run_training(
                 if k not in history:
                     history[k] = np.full((trainer.num_chunks,) + v.shape, np.nan)
                 history[k][chunk] = v
-            if manager is not None:
+            due = time.perf_counter() - last_save >= checkpoint_every_s or chunk + 1 == end_chunk
+            if manager is not None and due:
+                last_save = time.perf_counter()
                 manager.save(
                     chunk + 1,
                     args=ocp.args.StandardSave({"runner": runner, "history": history}),

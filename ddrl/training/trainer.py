@@ -44,7 +44,7 @@ class MethodSpec:
 
     name: str  # a key of ddrl.agents.REGISTRY
     per_bs: bool = False  # one agent per base station
-    group_acting: str = "gather"  # how per-BS agents act on a batch: gather | dense
+    group_acting: str = "dense"  # how per-BS agents act on a batch: dense | gather
 
 
 # Method-config keys that are not agent hyper-parameters: read by the trainer (per_bs,
@@ -81,7 +81,7 @@ def split_method(algo_cfg: Any) -> tuple[MethodSpec, dict[str, Any]]:
     """(how the method trains, its agent hyper-parameters) from an algo config mapping."""
     items = dict(config_items(algo_cfg))
     method = MethodSpec(name=items["name"], per_bs=bool(items.get("per_bs", False)),
-                        group_acting=str(items.get("group_acting", "gather")))  # fmt: skip
+                        group_acting=str(items.get("group_acting", "dense")))  # fmt: skip
     return method, {k: v for k, v in items.items() if k not in METHOD_KEYS}
 
 
