@@ -77,14 +77,9 @@ class Agent(Protocol):
     def env_action(self, action: jax.Array) -> jax.Array: ...
 
 
-class OffPolicyBase:
-    """Defaults of an off-policy agent: identity observation, one replay buffer, uniform
-    warm-up over `num_actions` discrete actions."""
-
-    kind = "off_policy"
-    batch_size: int
-    n_step: int
-    num_actions: int
+class AgentDefaults:
+    """Defaults every agent shares: it stores what it observes, acting changes nothing but
+    its step count, and the environment takes its actions as they are."""
 
     def observe(self, state: Any, obs: jax.Array, ctx: ActContext) -> jax.Array:
         """What is stored in replay: the observation itself."""
@@ -96,13 +91,23 @@ class OffPolicyBase:
         del aux
         return state.replace(env_steps=ctx.env_steps)
 
-    def random_action(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-        """Uniform discrete actions."""
-        return jax.random.randint(key, shape, 0, self.num_actions)
-
     def env_action(self, action: jax.Array) -> jax.Array:
         """The action as the environment takes it (the same by default)."""
         return action
+
+
+class OffPolicyBase(AgentDefaults):
+    """Defaults of an off-policy agent: one replay buffer, uniform warm-up over
+    `num_actions` discrete actions."""
+
+    kind = "off_policy"
+    batch_size: int
+    n_step: int
+    num_actions: int
+
+    def random_action(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+        """Uniform discrete actions."""
+        return jax.random.randint(key, shape, 0, self.num_actions)
 
     def init_buffer(self, example: common.Transition, capacity: int, num_envs: int) -> common.ReplayBuffer:
         """An empty replay buffer of about `capacity` transitions."""
@@ -120,42 +125,20 @@ class OffPolicyBase:
         return self.update(state, batch, key_update)
 
 
-class OnPolicyBase:
+class OnPolicyBase(AgentDefaults):
     """Defaults of an on-policy agent."""
 
     kind = "on_policy"
 
-    def observe(self, state: Any, obs: jax.Array, ctx: ActContext) -> jax.Array:
-        del state, ctx
-        return obs
-
-    def record(self, state: Any, ctx: ActContext, aux: Any) -> Any:
-        del aux
-        return state.replace(env_steps=ctx.env_steps)
-
-    def env_action(self, action: jax.Array) -> jax.Array:
-        return action
-
 
 @dataclasses.dataclass(frozen=True)
-class ModuleAgent(OffPolicyBase):
-    """An off-policy agent over a module of pure functions (`init`, `act`, `update`) and
-    its `Config`: the module's functions see one environment's observation at a time in
-    `act` (vmapped over the batch with one key each, the weights shared, so the networks
-    still run as matrix products)."""
+class ModuleBacked:
+    """An agent over a module of pure functions and its `Config` (what both kinds share)."""
 
     name: str
     module: Any  # the agent's module (ddrl.agents.dqn, ...)
     config: Any  # its frozen Config dataclass
     num_actions: int
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.config.batch_size)
-
-    @property
-    def n_step(self) -> int:
-        return int(self.config.n_step)
 
     @property
     def vmappable(self) -> tuple[str, ...]:
@@ -173,39 +156,31 @@ class ModuleAgent(OffPolicyBase):
 
     def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
             explore: bool | jax.Array) -> tuple[jax.Array, Any]:
+        """The module's `act` on each environment's observation with its own key (vmapped over
+        the batch with the weights shared, so the networks still run as matrix products)."""
         state = state.replace(env_steps=ctx.env_steps)
-        action = jax.vmap(lambda o, k: self.module.act(state, o[None], k, explore)[0])(obs, keys)
-        return action, None
+        return jax.vmap(lambda o, k: self.module.act(state, o[None], k, explore)[0])(obs, keys), None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleAgent(ModuleBacked, OffPolicyBase):
+    """An off-policy agent over a module with `init`, `act`, `update` and its `Config`."""
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.config.batch_size)
+
+    @property
+    def n_step(self) -> int:
+        return int(self.config.n_step)
 
     def update(self, state: Any, batch: common.Batch, key: jax.Array) -> tuple[Any, dict]:
         return self.module.update(state, batch, key)
 
 
 @dataclasses.dataclass(frozen=True)
-class OnPolicyModuleAgent(OnPolicyBase):
+class OnPolicyModuleAgent(ModuleBacked, OnPolicyBase):
     """An on-policy agent over a module with `init`, `act_and_value`, `value`, `update`."""
-
-    name: str
-    module: Any
-    config: Any
-    num_actions: int
-
-    @property
-    def vmappable(self) -> tuple[str, ...]:
-        return tuple(self.module.HPARAMS)
-
-    def check_hparams(self, hparams: dict | None) -> None:
-        common.check_hparams(self.name, self.config, self.vmappable, hparams)
-
-    def init(self, key: jax.Array, spec: AgentSpec, hparams: dict | None = None) -> Any:
-        self.check_hparams(hparams)
-        config = dataclasses.replace(self.config, **(hparams or {}))
-        return self.module.init(key, spec.obs_shape, spec.num_actions, config)
-
-    def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
-            explore: bool | jax.Array) -> tuple[jax.Array, Any]:
-        del ctx
-        return jax.vmap(lambda o, k: self.module.act(state, o[None], k, explore)[0])(obs, keys), None
 
     def act_and_value(self, state: Any, obs: jax.Array, key: jax.Array):
         """Sampled action, its log-probability and V(s) for a rollout step."""
