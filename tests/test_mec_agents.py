@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ddrl.agents import ActContext, AgentSpec, common, d2sac, dqn, lad_ts, make_agent, topk_dqn
+from ddrl.agents import ActContext, AgentSpec, common, dqn, lad_ts, make_agent, topk_dqn
 from ddrl.envs.scenarios import build_mec
 from ddrl.training import make_trainer
 

@@ -37,14 +37,11 @@ are fixed at trace time for every scheduler.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -54,9 +51,10 @@ from omegaconf import DictConfig, OmegaConf
 from ddrl import agents
 from ddrl.envs import allocation
 from ddrl.envs.actions import MAX_SUBSET_SERVERS
-from ddrl.envs.mec import MEC, MECParams, MECState
+from ddrl.envs.mec import MEC, MECParams
 from ddrl.envs.scenarios import SCENARIOS, build_mec
 from ddrl.schedulers import make_scheduler
+from ddrl.timing import PerTask, Settings, rollout_tasks, time_calls
 
 ENV_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "env" / "mec_amcoedge.yaml"
 SECTIONS = ("amcoedge", "scaling")
@@ -65,10 +63,6 @@ MODES = ("one", "slot")
 SCHEDULER_SPACES = {"random": "subset", "randcoedge": "pair", "local": "subset", "optimal_myopic": "subset"}
 # Agent module -> field of its state holding the acting network's TrainState.
 NETWORK_FIELD = {"dqn": "q", "d2sac": "actor", "d2sac_factored": "actor"}
-
-# A per-task function `(shared, task) -> action`: `shared` (network weights or None) is the
-# same for every task of a call, `task` is a pytree of one task's inputs.
-PerTask = Callable[[Any, Any], jax.Array]
 
 
 @dataclass(frozen=True)
@@ -95,31 +89,6 @@ SCALING_D2SAC_HIDDEN = (64, 64)
 NAMES = ("noop", *SCHEDULER_SPACES, "dqn", "d2sac", "cwa")  # what --only can pick
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Command-line choices shared by every measurement."""
-
-    calls: int  # timed calls per setting (at most)
-    seconds: float  # time budget per setting; at least `min_calls` calls are made anyway
-    min_calls: int
-    slot_tasks: int
-    warmup_slots: int
-    modes: tuple[str, ...]
-    only: frozenset[str] | None  # scheduler names to run (None: all)
-
-    def wants(self, scheduler: str) -> bool:
-        return self.only is None or scheduler in self.only
-
-
-@dataclass(frozen=True)
-class Tasks:
-    """Consecutive tasks of one random-action rollout; every leaf has a leading task axis."""
-
-    keys: jax.Array
-    obs: jax.Array
-    states: MECState
-
-
 def load_env_config(**overrides: Any) -> DictConfig:
     """conf/env/mec_amcoedge.yaml with `overrides` merged in."""
     cfg = OmegaConf.merge(OmegaConf.load(ENV_CONFIG), overrides)
@@ -133,68 +102,6 @@ def spread_servers(num_servers: int) -> dict[str, list[float]]:
     return {
         name: np.linspace(min(params[name]), max(params[name]), num_servers).round(3).tolist()
         for name in ("capacity", "rate")
-    }
-
-
-def rollout_tasks(env: MEC, params: MECParams, key: jax.Array, settings: Settings) -> Tasks:
-    """`settings.slot_tasks` consecutive tasks after `warmup_slots` slots of random actions."""
-    per_slot = env.num_servers * env.max_tasks * float(params.arrival_prob)
-    warmup_steps = max(1, math.ceil(settings.warmup_slots * per_slot))
-
-    def step(state, step_key):
-        action_key, env_key = jax.random.split(step_key)
-        obs, state, *_ = env.step(env_key, state, env.actions.sample(action_key), params)
-        return state, (obs, state)
-
-    @jax.jit
-    def run(key: jax.Array) -> tuple[jax.Array, MECState]:
-        reset_key, steps_key = jax.random.split(key)
-        _, state = env.reset(reset_key, params)
-        # one scan (one compilation of `step`); only the last `slot_tasks` steps are kept
-        step_keys = jax.random.split(steps_key, warmup_steps + settings.slot_tasks)
-        _, visited = jax.lax.scan(step, state, step_keys)
-        return jax.tree.map(lambda x: x[warmup_steps:], visited)
-
-    obs, states = jax.block_until_ready(run(key))
-    keys = jax.random.split(jax.random.fold_in(key, 1), settings.slot_tasks)
-    return Tasks(keys=keys, obs=obs, states=states)
-
-
-def time_calls(per_task: PerTask, shared: Any, tasks: Any, mode: str, settings: Settings) -> dict[str, Any]:
-    """p50 / p99 wall time per task of jitted calls in `mode`, and the compile time."""
-    if mode == "one":
-        fn, inputs, per_call = per_task, jax.tree.map(lambda x: x[0], tasks), 1
-    else:
-        fn, inputs, per_call = jax.vmap(per_task, in_axes=(None, 0)), tasks, settings.slot_tasks
-    jitted = jax.jit(fn)
-    started = time.perf_counter()
-    jax.block_until_ready(jitted(shared, inputs))
-    compile_s = time.perf_counter() - started
-    for _ in range(3):
-        jax.block_until_ready(jitted(shared, inputs))
-
-    times_ns: list[int] = []
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        budget_end = time.perf_counter_ns() + int(settings.seconds * 1e9)
-        while len(times_ns) < settings.calls and (
-            len(times_ns) < settings.min_calls or time.perf_counter_ns() < budget_end
-        ):
-            started_ns = time.perf_counter_ns()
-            jax.block_until_ready(jitted(shared, inputs))
-            times_ns.append(time.perf_counter_ns() - started_ns)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    p50, p99 = np.percentile(np.asarray(times_ns) / 1e3 / per_call, [50, 99])
-    return {
-        "mode": mode,
-        "tasks_per_call": per_call,
-        "p50_us": round(float(p50), 3),
-        "p99_us": round(float(p99), 3),
-        "calls": len(times_ns),
-        "compile_s": round(compile_s, 3),
     }
 
 

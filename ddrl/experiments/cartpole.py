@@ -9,7 +9,6 @@ logs, and returns the summary that `ddrl.run` writes to summary.json.
     python -m ddrl.run +experiment=cartpole [budget=smoke] [budget.train_steps=500000]
 """
 import pathlib
-import time
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from ddrl import agents
 from ddrl.progress import ExperimentProgress
 from ddrl.provenance import atomic_write_text
-from ddrl.stats import mean_ci
+from ddrl.stats import mean_ci, relative_difference
 
 SEED_PAPER = {"dqn": 9.57, "sac": 18.36}  # DSAC's average-reward gain (%) in the seed paper
 LABELS = {
@@ -56,17 +55,14 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     """Train every method, write the table and plot, return the summary."""
     import gymnax
 
-    from ddrl.log import make_logger
-    from ddrl.training import make_trainer, run_training
+    from ddrl.experiments.methods import train_and_evaluate
 
     run_dir = pathlib.Path(run_dir)
     env, env_params = gymnax.make(cfg.env.id)
     train_steps = int(cfg.budget.train_steps or cfg.default_train_steps)
     num_seeds = int(cfg.budget.seeds)
-    config = OmegaConf.to_container(cfg, resolve=True)
     histories: dict[str, dict[str, np.ndarray]] = {}
     timings: dict[str, dict[str, float]] = {}
-    num_chunks = int(cfg.budget.get("num_chunks") or cfg.num_chunks)
     keys = cfg.get("only") or list(cfg.methods)
     progress = ExperimentProgress([(None, key, train_steps * num_seeds) for key in keys])
     for key in keys:
@@ -75,25 +71,14 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
         warmup_cap = cfg.budget.get("learning_starts")
         if warmup_cap is not None and "learning_starts" in method:
             method = OmegaConf.merge(method, {"learning_starts": min(method.learning_starts, warmup_cap)})
-        trainer = make_trainer(
-            method, env, env_params, train_steps,
-            num_chunks=num_chunks, eval_episodes=int(cfg.budget.eval_episodes),
+        trained, _ = train_and_evaluate(
+            cfg, method, env, env_params, train_steps, run_dir, key,
+            lambda trained: _method_summary(key, trained.history, num_seeds),
+            eval_episodes=int(cfg.budget.eval_episodes),
         )  # fmt: skip
-        logger = make_logger(cfg.logger, run_dir / key, config, cfg.experiment_name, key, num_seeds)
-        started = time.perf_counter()
-        try:
-            _, history = run_training(
-                trainer, int(cfg.seed), num_seeds,
-                checkpoint_dir=run_dir / "checkpoints" / key, resume=bool(cfg.resume),
-                logger=logger, desc=key, checkpoint_every_s=float(cfg.get("checkpoint_every_s", 0.0)),
-            )  # fmt: skip
-            logger.summary(_method_summary(key, history, num_seeds))
-        finally:
-            logger.close()
-        seconds = time.perf_counter() - started
-        timings[key] = {"wall_s": seconds, "env_steps_per_s": trainer.total_steps * num_seeds / seconds}
+        history = trained.history
+        timings[key] = {"wall_s": trained.train_wall_s, "env_steps_per_s": trained.env_steps_per_s}
         histories[key] = history
-        np.savez(run_dir / f"{key}_history.npz", **history)
         result = _method_summary(key, history, num_seeds)
         progress.finish(f"average reward {result['average_reward']:.1f} ± {result['average_reward_ci95']:.1f}, "
                         f"greedy return {result['final_greedy_return']:.1f} ± {result['final_greedy_return_ci95']:.1f}")  # fmt: skip
@@ -129,23 +114,6 @@ def _method_summary(key: str, history: dict[str, np.ndarray], num_seeds: int) ->
     final, final_ci = mean_ci(history["eval_return"][-1])
     return {"average_reward": avg, "average_reward_ci95": avg_ci,
             "final_greedy_return": final, "final_greedy_return_ci95": final_ci}  # fmt: skip
-
-
-def relative_difference(
-    new: np.ndarray, baseline: np.ndarray, key: int = 0, resamples: int = 10_000
-) -> tuple[float, float, float]:
-    """100·(mean(new) − mean(baseline))/mean(baseline) with a 95 % bootstrap interval.
-
-    Seeds of different methods are independent, so each side is resampled on its own.
-    """
-    rng = np.random.default_rng(key)
-    new, baseline = np.asarray(new, float), np.asarray(baseline, float)
-    point = 100.0 * (new.mean() - baseline.mean()) / baseline.mean()
-    new_means = rng.choice(new, (resamples, new.size)).mean(axis=1)
-    base_means = rng.choice(baseline, (resamples, baseline.size)).mean(axis=1)
-    boot = 100.0 * (new_means - base_means) / base_means
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return float(point), float(low), float(high)
 
 
 def comparisons(histories: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:

@@ -42,19 +42,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddrl import agents
 from ddrl.envs.scenarios import ConfigError, build_mec
-from ddrl.evaluate import DELAY_BINS_PER_DECADE, DELAY_LOG10_RANGE, delay_percentiles
+from ddrl.evaluate import delay_percentiles
 from ddrl.progress import ExperimentProgress
 from ddrl.provenance import atomic_write_text
 from ddrl.schedulers import SCHEDULERS, make_scheduler
+from ddrl.experiments.tables import (PERCENTILES, fmt_mean_ci, comparisons, plot_delay_distributions, plot_learning_curves,
+                                    results_table)
 from ddrl.stats import mean_ci
+from ddrl.timing import decision_time_us
 
 VIEWS = ("clean", "fidelity", "published")
-PERCENTILES = (50, 95, 99)
-VIEW_TITLES = {
-    "clean": "every method on the clean environment (headline)",
-    "fidelity": "every method on the authors' own simulator (fidelity preset, AMCoEdge's env)",
-    "published": "each baseline on its published environment copy (as published)",
-}
 
 
 def validate(cfg: DictConfig) -> None:
@@ -234,7 +231,6 @@ def planned_runs(cfg: DictConfig) -> list[tuple[str, str, float]]:
 def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     """Train and evaluate every method in every view; write tables and plots."""
     run_dir = pathlib.Path(run_dir)
-    config = OmegaConf.to_container(cfg, resolve=True)
     num_seeds = int(cfg.budget.seeds)
     eval_episodes = min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
     eval_key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), 10_000)
@@ -273,14 +269,13 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             else:
                 row, history = _train_and_evaluate(
                     cfg, env, params, _method_config(cfg, method, episodes, per_episode / int(params.num_slots)),
-                    train_steps,
-                    eval_key, eval_episodes, run_dir, view, key, config,
+                    train_steps, eval_key, eval_episodes, run_dir, view, key,
                 )  # fmt: skip
                 histories[view][key] = history
             row.update(label=method.get("label") or key, env_copy=str(env_cfg.env_copy),
                        preset=str(env_cfg.preset), action_space=env.actions.kind)  # fmt: skip
             results[view][key] = row
-            progress.finish(f"make-span {_fmt(row['make_span'])} s, failure rate {row['failure_rate'][0]:.4f}")
+            progress.finish(f"make-span {fmt_mean_ci(row['make_span'])} s, failure rate {row['failure_rate'][0]:.4f}")
     milp = milp_yardstick(cfg) if cfg.get("milp") and "clean" in cfg.views else None
     notes = sorted(set(budget_notes.values()))
     budget_note = notes[0] if len(notes) == 1 else "; ".join(f"{v}: {n}" for v, n in budget_notes.items())
@@ -352,46 +347,32 @@ def _evaluate_scheduler(env, params, method, key, num_seeds, eval_episodes, time
 
 
 def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_episodes,
-                        run_dir, view, key, config) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+                        run_dir, view, key) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from ddrl.evaluate import evaluate_per_seed
-    from ddrl.log import make_logger
-    from ddrl.training import make_trainer, run_training
+    from ddrl.experiments.methods import train_and_evaluate
 
-    num_seeds = int(cfg.budget.seeds)
-    trainer = make_trainer(
-        method, env, params, train_steps, num_envs=int(cfg.num_envs),
-        num_chunks=int(cfg.budget.get("num_chunks") or cfg.num_chunks),
-    )  # fmt: skip
-    name = f"{view}-{key}"
-    resumed = bool(cfg.resume) and (run_dir / "checkpoints" / name).exists()
-    logger = make_logger(cfg.logger, run_dir / name, config, cfg.experiment_name, name, num_seeds)
-    started = time.perf_counter()
-    try:
-        final, history = run_training(
-            trainer, int(cfg.seed), num_seeds, checkpoint_dir=run_dir / "checkpoints" / name,
-            resume=bool(cfg.resume), logger=logger, desc=name,
-            checkpoint_every_s=float(cfg.get("checkpoint_every_s", 0.0)),
-        )  # fmt: skip
-        train_wall = time.perf_counter() - started
+    evaluation: dict[str, Any] = {}
+
+    def evaluate(trained):
         started = time.perf_counter()
-        inputs = final.agent
-        metrics = evaluate_per_seed(env, params, trainer.greedy_policy, inputs, eval_key, eval_episodes)
-        jax.block_until_ready(metrics)
-        row = _metric_row(metrics)
-        logger.summary({"make_span": row["make_span"][0], "failure_rate": row["failure_rate"][0]})
-    finally:
-        logger.close()
-    row["eval_wall_s"] = time.perf_counter() - started
-    row["train_wall_s"] = train_wall
-    row["resumed"] = resumed  # trained (in part) by an earlier process: train_wall_s is not the whole
-    row["train_make_span"] = tuple(float(x) for x in mean_ci(history["step_make_span"][-1]))
-    row["env_steps_per_s"] = trainer.total_steps * num_seeds / train_wall
-    row["env_steps"] = trainer.total_steps
-    first_seed = jax.tree.map(lambda x: x[0], inputs)
-    row["decision_us"] = (decision_time_us(env, params, trainer.greedy_policy, first_seed)
+        metrics = evaluate_per_seed(env, params, trained.trainer.greedy_policy, trained.final.agent,
+                                    eval_key, eval_episodes)  # fmt: skip
+        evaluation["row"] = _metric_row(jax.block_until_ready(metrics))
+        evaluation["row"]["eval_wall_s"] = time.perf_counter() - started
+        return {"make_span": evaluation["row"]["make_span"][0], "failure_rate": evaluation["row"]["failure_rate"][0]}
+
+    trained, _ = train_and_evaluate(cfg, method, env, params, train_steps, run_dir, f"{view}-{key}", evaluate,
+                                    num_envs=int(cfg.num_envs))  # fmt: skip
+    row = evaluation["row"]
+    row["train_wall_s"] = trained.train_wall_s
+    row["resumed"] = trained.resumed
+    row["train_make_span"] = tuple(float(x) for x in mean_ci(trained.history["step_make_span"][-1]))
+    row["env_steps_per_s"] = trained.env_steps_per_s
+    row["env_steps"] = trained.trainer.total_steps
+    first_seed = jax.tree.map(lambda x: x[0], trained.final.agent)
+    row["decision_us"] = (decision_time_us(env, params, trained.trainer.greedy_policy, first_seed)
                           if cfg.get("decision_time", True) else math.nan)  # fmt: skip
-    np.savez(run_dir / f"{name}_history.npz", **history)
-    return row, history
+    return row, trained.history
 
 
 def _metric_row(metrics) -> dict[str, Any]:
@@ -411,226 +392,5 @@ def _metric_row(metrics) -> dict[str, Any]:
     return row
 
 
-def decision_time_us(env, params, make_policy, policy_input, tasks: int = 75) -> float:
-    """Median wall time per task of the greedy policy, one slot of tasks per jitted call."""
-    from ddrl.benchmarks.decide import Settings, rollout_tasks, time_calls
-
-    settings = Settings(calls=200, seconds=0.5, min_calls=20, slot_tasks=tasks, warmup_slots=2,
-                        modes=("slot",), only=None)  # fmt: skip
-    sample = rollout_tasks(env, params, jax.random.PRNGKey(7), settings)
-    policy = make_policy(policy_input)
-
-    def per_task(shared, task):
-        key, obs, state = task
-        return policy(key, obs, state, params)
-
-    timing = time_calls(per_task, None, (sample.keys, sample.obs, sample.states), "slot", settings)
-    return float(timing["p50_us"])
-
-
 def _printable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in ("per_seed_make_span", "delay_histogram")}
-
-
-# ----------------------------------------------------------------------------- tables
-
-
-def relative_change_ci(new, baseline, key: int = 0, resamples: int = 10_000) -> tuple[float, float, float]:
-    """100·(mean(new) − mean(baseline))/mean(baseline) with a 95 % bootstrap interval."""
-    from ddrl.experiments.cartpole import relative_difference
-
-    return relative_difference(np.asarray(new), np.asarray(baseline), key, resamples)
-
-
-def comparisons(cfg: DictConfig, results: dict) -> list[dict[str, Any]]:
-    """The headline method's make-span change vs each compared baseline, per view."""
-    rows = []
-    headline = cfg.headline
-    for view, view_rows in results.items():
-        if headline not in view_rows:
-            continue
-        for baseline, paper in (cfg.get("compare_to") or {}).items():
-            other = view_rows.get(baseline) or (
-                results.get("published", {}).get(baseline) if view == "fidelity" else None
-            )
-            if other is None or baseline not in view_rows:
-                continue
-            point, low, high = relative_change_ci(
-                view_rows[headline]["per_seed_make_span"], other["per_seed_make_span"]
-            )
-            rows.append({"view": view, "method": headline, "baseline": baseline,
-                         "relative_pct": point, "ci95_low": low, "ci95_high": high,
-                         "seed_paper_pct": _claim(paper)})  # fmt: skip
-        if view == "fidelity" and "published" in results:  # ours on own env vs baselines as published
-            for baseline, paper in (cfg.get("compare_to") or {}).items():
-                other = results["published"].get(baseline)
-                if other is None:
-                    continue
-                point, low, high = relative_change_ci(
-                    view_rows[headline]["per_seed_make_span"], other["per_seed_make_span"]
-                )
-                rows.append({"view": "fidelity vs published copies", "method": headline,
-                             "baseline": baseline, "relative_pct": point, "ci95_low": low,
-                             "ci95_high": high, "seed_paper_pct": _claim(paper)})  # fmt: skip
-    return rows
-
-
-def _claim(paper: Any) -> float:
-    return math.nan if paper is None else float(paper)
-
-
-def _fmt(pair, digits: int = 4) -> str:
-    mean, ci = pair
-    if not math.isfinite(mean):
-        return "–"
-    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
-
-
-def results_table(cfg, results, budget_note: str, num_seeds: int, eval_episodes: int,
-                  milp: dict[str, Any] | None = None, skipped: list[dict[str, str]] | None = None) -> str:
-    """Markdown tables: one per view, then the headline method's reductions."""
-    reference = dict(cfg.get("reference") or {})
-    lines = [
-        f"# {cfg.experiment_name}: scenario {cfg.env.scenario}",
-        "",
-        f"Budget: {budget_note}; {num_seeds} seeds; evaluation: {eval_episodes} greedy episodes "
-        "per seed (the same episodes for every method of a view; argmax actions). Make-span (s) "
-        "is the mean over tasks (failures count at τ), mean ± 95 % t-interval over seeds. The "
-        "training make-span is that of the tasks decided by the exploring policy in the last "
-        "chunk of training, the authors' kind of figure (they average their last 50 training episodes). The gap is to "
-        f"`{cfg.get('yardstick', 'optimal_myopic')}` of the same view. Decision time: median per task with one slot of "
-        "tasks per jitted call on this machine's CPU.",
-        "",
-    ]
-    for view, rows in results.items():
-        if not rows:
-            continue
-        myopic = rows.get(cfg.get("yardstick", "optimal_myopic"))
-        tails = bool(cfg.get("delay_percentiles"))
-        tail_head = "".join(f" delay p{p} (s) |" for p in PERCENTILES) if tails else ""
-        lines += [f"## {view}: {view_title(cfg, view)}", "",
-                  f"| method | env | make-span (s) | failure rate | gap to {cfg.get('yardstick', 'optimal_myopic')} |"
-                  f"{tail_head} training make-span, last chunk (s) | authors' figure | train wall (s) | decision (µs/task) |",
-                  "|---|---|---|---|---|" + "---|" * (len(PERCENTILES) if tails else 0) + "---|---|---|---|"]  # fmt: skip
-        for key, row in sorted(rows.items(), key=lambda item: item[1]["make_span"][0]):
-            gap = "–"
-            if myopic is not None:
-                gap = f"{100 * (row['make_span'][0] / myopic['make_span'][0] - 1):+.1f} %"
-            env_name = f"{row['preset']}/{row['env_copy']}, {row['action_space']}"
-            shown = view == cfg.get("reference_view", "published") and key in reference
-            authors = f"{reference[key]:.4f}" if shown else ""
-            wall = f"{row['train_wall_s']:.0f}" if "train_wall_s" in row else "–"
-            wall = f"{wall} (resumed)" if row.get("resumed") else wall
-            training = _fmt(row["train_make_span"]) if "train_make_span" in row else "–"
-            tail = "".join(f" {_fmt(row[f'delay_p{p}'], 3)} |" for p in PERCENTILES) if tails else ""
-            lines.append(
-                f"| {row['label']} | {env_name} | {_fmt(row['make_span'])} | "
-                f"{row['failure_rate'][0]:.4f} | {gap} |{tail} {training} | {authors} | {wall} | "
-                f"{_us(row['decision_us'])} |"
-            )
-        for note in skipped or []:
-            if note["view"] == view:
-                columns = 9 + (len(PERCENTILES) if tails else 0)
-                lines.append(f"| {note['label']} | not run here (see below) |" + " – |" * (columns - 2))
-        lines.append("")
-    for note in skipped or []:
-        lines.append(f"- {note['view']}: `{note['name']}` not run: {note['reason']}")
-    if skipped:
-        lines.append("")
-    if milp:
-        lines += [
-            "## Per-slot optimum (MILP, HiGHS), clean environment", "",
-            f"On {milp['slots']} slots met by the yardstick, the first {milp['tasks_per_slot']} tasks "
-            f"of each solved jointly ({milp['solved_optimal']} to proven optimality within "
-            f"{cfg.milp.time_limit_s} s): the yardstick's total make-span is "
-            f"{milp['myopic_above_milp_pct']:+.2f} % ± {milp['ci95']:.2f} % above the best MILP "
-            f"schedule and at most {milp['myopic_above_bound_pct']:+.2f} % ± {milp['bound_ci95']:.2f} % "
-            "above the optimum (HiGHS's dual bound); mean ± 95 % CI over slots, raw delays, no "
-            "deadline. A method's gap to the optimum is about its gap to the yardstick plus this.", "",
-        ]  # fmt: skip
-    rows = comparisons(cfg, results)
-    if rows:
-        lines += ["## Make-span change of the headline method (95 % bootstrap interval over seeds)", "",
-                  "| view | method | vs | measured | published claim |", "|---|---|---|---|---|"]  # fmt: skip
-        for row in rows:
-            lines.append(
-                f"| {row['view']} | {row['method']} | {row['baseline']} | {row['relative_pct']:+.2f} % "
-                f"[{row['ci95_low']:+.2f}, {row['ci95_high']:+.2f}] | {_claim_text(cfg, row)} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
-
-
-def view_title(cfg: DictConfig, view: str) -> str:
-    if view in VIEW_TITLES:
-        return VIEW_TITLES[view]
-    return str(cfg.scenario_views[view].get("title") or view)
-
-
-def _us(value: float) -> str:
-    return f"{value:.1f}" if math.isfinite(value) else "–"
-
-
-def _claim_text(cfg: DictConfig, row: dict[str, Any]) -> str:
-    if math.isfinite(row["seed_paper_pct"]):
-        return f"{row['seed_paper_pct']:+.2f} %"
-    return str(cfg.get("claim") or "–")
-
-
-def plot_learning_curves(histories: dict, path: pathlib.Path) -> None:
-    """Mean make-span of the tasks decided in each chunk of training (exploring policies)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    views = [view for view, rows in histories.items() if rows]
-    fig, axes = plt.subplots(1, len(views), figsize=(5.5 * len(views), 4), squeeze=False)
-    for ax, view in zip(axes[0], views):
-        for key, history in histories[view].items():
-            if "step_make_span" not in history:
-                continue
-            steps = history["env_steps"][:, 0]
-            values = history["step_make_span"]
-            stats = np.array([mean_ci(row[np.isfinite(row)]) if np.isfinite(row).sum() > 1 else
-                              (np.nan, np.nan) for row in values])  # fmt: skip
-            ax.plot(steps, stats[:, 0], label=key)
-            ax.fill_between(steps, stats[:, 0] - np.nan_to_num(stats[:, 1]),
-                            stats[:, 0] + np.nan_to_num(stats[:, 1]), alpha=0.2)  # fmt: skip
-        ax.set_title(f"{view}: training (exploring policies)")
-        ax.set_xlabel("environment steps per seed")
-        ax.set_ylabel("make-span of the tasks decided (s)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_delay_distributions(cfg: DictConfig, results: dict, path: pathlib.Path) -> None:
-    """Per view, the tail of the per-task raw delay distribution: P(delay > x), log-log."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    views = [view for view, rows in results.items() if rows]
-    fig, axes = plt.subplots(1, len(views), figsize=(5.0 * len(views), 4), squeeze=False)
-    edges = 10.0 ** (DELAY_LOG10_RANGE[0] + np.arange(1, len(next(iter(results[views[0]].values()))["delay_histogram"]) + 1)
-                     / DELAY_BINS_PER_DECADE)  # fmt: skip
-    for ax, view in zip(axes[0], views):
-        for key, row in sorted(results[view].items(), key=lambda item: item[1]["make_span"][0]):
-            counts = np.asarray(row["delay_histogram"], dtype=np.float64)
-            survival = 1.0 - np.cumsum(counts) / max(counts.sum(), 1.0)
-            shown = survival > 0
-            ax.step(edges[shown], survival[shown], where="post", label=row["label"])
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(view_title(cfg, view), fontsize=9)
-        ax.set_xlabel("per-task delay x (s, no deadline cap)")
-        ax.set_ylabel("P(delay > x)")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
