@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*overrides: str, run_dir: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    """`python -m ddrl.run OVERRIDES hydra.run.dir=run_dir`; output captured as text."""
-    return subprocess.run(
-        [sys.executable, "-m", "ddrl.run", *overrides, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-    )
+def run_cli(*overrides: str, run_dir: Path, timeout: int = 300, retries: int = 1) -> subprocess.CompletedProcess:
+    """`python -m ddrl.run OVERRIDES hydra.run.dir=run_dir`; output captured as text.
+
+    A run that exceeds `timeout` is killed and started again once in an emptied `run_dir`:
+    XLA's CPU runtime very rarely wedges (every worker idle, the host waiting on a buffer
+    forever; README, Troubleshooting), and the smoke runs here take well under a minute.
+    """
+    command = [sys.executable, "-m", "ddrl.run", *overrides, f"hydra.run.dir={run_dir}"]
+    for attempt in range(retries + 1):
+        try:
+            return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if attempt == retries:
+                raise
+            warnings.warn(f"{' '.join(overrides)}: no result after {timeout} s (a wedged XLA CPU run?); "
+                          "starting it again", RuntimeWarning, stacklevel=2)  # fmt: skip
+            shutil.rmtree(run_dir, ignore_errors=True)
+    raise AssertionError("unreachable")
