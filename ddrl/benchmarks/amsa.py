@@ -26,7 +26,7 @@ from ddrl.envs.scenarios import build_mec
 from ddrl.evaluate import evaluate, evaluate_per_seed
 from ddrl.experiments import scheduling
 from ddrl.schedulers import make_scheduler
-from ddrl.training import make_trainer, seed_keys
+from ddrl.training import make_trainer, seed_keys, split_method
 
 
 def compose_amsa(overrides: list[str]) -> Any:
@@ -70,7 +70,7 @@ def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episode
     _, eval_s = timed(play)  # as the experiment runs it: traced, compiled and run once
     return {
         "bench": "amsa", "method": key, "agent": str(method.name), "per_bs": bool(method.get("per_bs", False)),
-        "group_acting": str(method.get("group_acting", "gather")), "seeds": num_seeds,
+        "group_acting": split_method(steady)[0].group_acting, "seeds": num_seeds,
         "envs_per_seed": int(cfg.num_envs), "chunk_episodes_per_seed": round(chunk_episodes, 3),
         "train_compile_s": round(compile_s, 2), "train_run_s": round(run_s, 3),
         "train_seed_episodes_per_s": round(chunk_episodes * num_seeds / run_s, 2),
