@@ -11,10 +11,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*overrides: str, run_dir: Path, timeout: int = 300, retries: int = 1) -> subprocess.CompletedProcess:
+def run_cli(*overrides: str, run_dir: Path, timeout: int = 300, retries: int = 2) -> subprocess.CompletedProcess:
     """`python -m ddrl.run OVERRIDES hydra.run.dir=run_dir`; output captured as text.
 
-    A run that exceeds `timeout` is killed and started again once in an emptied `run_dir`:
+    A run that exceeds `timeout` is killed and started again (at most `retries` times) in an
+    emptied `run_dir`:
     XLA's CPU runtime very rarely wedges (every worker idle, the host waiting on a buffer
     forever; README, Troubleshooting), and the smoke runs here take well under a minute.
     """
