@@ -17,7 +17,6 @@ directory (exit 1), Ctrl-C or SIGTERM (exit 130); the manifest then says `failed
 from __future__ import annotations
 
 import importlib
-import signal
 import sys
 import time
 from pathlib import Path
@@ -125,7 +124,7 @@ def hydra_main(cfg: DictConfig) -> float:
     """Validate, claim the run directory, run, and record the outcome in its manifest."""
     from hydra.core.hydra_config import HydraConfig
 
-    from ddrl import provenance
+    from ddrl import interrupts, provenance
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -139,11 +138,14 @@ def hydra_main(cfg: DictConfig) -> float:
         _fail(str(error))
     except OSError as error:
         _fail(f"cannot write to run directory {run_dir}: {error}", code=1)
-    previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
-        summary = _run(cfg, run_dir)
-        provenance.atomic_write_text(run_dir / "summary.json", provenance.strict_json(summary))
+        with interrupts.installed():
+            summary = _run(cfg, run_dir)
+            interrupts.raise_if_requested()  # a Ctrl-C whose exception Python swallowed
+            provenance.atomic_write_text(run_dir / "summary.json", provenance.strict_json(summary))
     except KeyboardInterrupt:
+        for name in provenance.RESULT_FILES:  # written just before the stop: not a finished run
+            (run_dir / name).unlink(missing_ok=True)
         where = provenance.last_step(run_dir)
         text = f"interrupted at step {where[1]} of {where[0]}" if where else "interrupted before any chunk of training ended"
         provenance.finish(run_dir, manifest, "failed", text)
@@ -160,8 +162,6 @@ def hydra_main(cfg: DictConfig) -> float:
     except BaseException as error:
         provenance.finish(run_dir, manifest, "failed", f"{type(error).__name__}: {error}")
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
     provenance.finish(run_dir, manifest, "complete")
     if cfg.get("experiment_runner") is None:  # an experiment has printed its own tables
         print_table(summary)
@@ -182,11 +182,6 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     logger.summary({m["name"]: m["mean"] for m in summary["methods"]})
     logger.close()
     return summary
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM ends a run as Ctrl-C does: manifest `failed`, one line, exit 130."""
-    raise KeyboardInterrupt
 
 
 #: The multirun directories whose jobs ran in this process (for the line after the last job).

@@ -139,3 +139,18 @@ def test_a_corrupt_checkpoint_gives_one_line(finished, tmp_path):
     assert "rerun without resume" in line
     assert _manifest(run_dir)["status"] == "failed"
     assert not (run_dir / "summary.json").exists() and not (run_dir / "results.md").exists()
+
+
+def test_a_ctrl_c_whose_exception_was_swallowed_still_stops_the_run():
+    from ddrl import interrupts
+
+    with interrupts.installed():
+        try:  # as Python does when the signal lands in a gc callback: "Exception ignored"
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        assert interrupts.requested()
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.raise_if_requested()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

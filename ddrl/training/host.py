@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddrl import interrupts
 from ddrl.training.trainer import RunnerState, Trainer
 
 class NonFiniteLossError(FloatingPointError):
@@ -141,7 +142,8 @@ def run_training(
                 if k not in history:
                     history[k] = np.full((trainer.num_chunks,) + v.shape, np.nan)
                 history[k][chunk] = v
-            due = time.perf_counter() - last_save >= checkpoint_every_s or chunk + 1 == end_chunk
+            stop = interrupts.requested()  # a Ctrl-C Python swallowed: save, then stop
+            due = time.perf_counter() - last_save >= checkpoint_every_s or chunk + 1 == end_chunk or stop
             if manager is not None and due:
                 last_save = time.perf_counter()
                 manager.save(
@@ -155,6 +157,7 @@ def run_training(
                 steps_per_s=f"{trainer.steps_per_chunk * num_seeds / elapsed:,.0f}",
                 ret=_finite_mean(metrics["episode_return"]),
             )
+            interrupts.raise_if_requested()
     finally:
         bar.close()
         if manager is not None:
