@@ -43,3 +43,4 @@ def installed() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        _requested.clear()  # outside `installed()` nothing is pending

@@ -154,3 +154,4 @@ def test_a_ctrl_c_whose_exception_was_swallowed_still_stops_the_run():
         with pytest.raises(KeyboardInterrupt):
             interrupts.raise_if_requested()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not interrupts.requested()  # nothing pending for the next run in this process

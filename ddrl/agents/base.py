@@ -12,6 +12,12 @@ agent with `getattr`: every ability is a method of the protocol, with a default 
   update(state, batch, key)           -> (state, metrics)
   random_action(key, shape)           -> uniform actions (off-policy warm-up)
   env_action(action)                  -> what the environment's `step` takes
+  trains_sampled_policy               -> True for soft actor-critics and PPO (evaluated by
+                                         sampling π); False for the DQN family (argmax Q)
+
+`explore=True` draws from the policy (ε-greedy for the DQN family); `explore=False` is the
+deterministic action (a diffusion actor: the argmax of π averaged over `greedy_chains`
+runs of its chain, or of its noise-free chain).
 
 Off-policy agents also own their replay layout (`init_buffer`, `store`, `learn`), so that a
 wrapper such as `PerGroup` (one agent per base station) can keep one buffer per group
@@ -62,6 +68,7 @@ class Agent(Protocol):
     """Methods every agent provides (see the module docstring)."""
 
     kind: str  # "off_policy" | "on_policy"
+    trains_sampled_policy: bool  # the policy it optimises is π sampled (evaluated so), not argmax
 
     def init(self, key: jax.Array, spec: AgentSpec, hparams: dict | None = None) -> Any: ...
 
@@ -139,6 +146,12 @@ class ModuleBacked:
     module: Any  # the agent's module (ddrl.agents.dqn, ...)
     config: Any  # its frozen Config dataclass
     num_actions: int
+
+    @property
+    def trains_sampled_policy(self) -> bool:
+        """Whether the policy it optimises is stochastic (soft actor-critic, PPO), so that
+        it is evaluated by sampling it; the DQN family trains the greedy one."""
+        return bool(self.module.SAMPLED_POLICY)
 
     @property
     def vmappable(self) -> tuple[str, ...]:

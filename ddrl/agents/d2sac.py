@@ -20,6 +20,7 @@ from ddrl.agents import common
 from ddrl.nets import Denoiser, DiffusionSchedule, TwinQ, conditioned_denoiser, make_schedule, sample
 
 KIND = "off_policy"
+SAMPLED_POLICY = True  # soft actor-critic optimises the sampled policy (its headline evaluation)
 # Numeric hyper-parameters that reach the program only as arrays, so `train(key, hparams)`
 # can vmap them (learning rates via the optimiser state, α as the initial log α); the other
 # fields (widths, batch size, diffusion steps T, flags) set shapes or Python branches.
@@ -58,6 +59,7 @@ class Config:
     learning_starts: int = 1_000  # env steps before the first update
     train_every: int = 1  # env steps (over all envs) per training round
     updates_per_train: int = 1  # gradient steps per training round
+    greedy_chains: int = 8  # greedy action: argmax of π averaged over this many chain runs (0: one noise-free chain)
 
 
 PUBLISHED = Config(
@@ -86,6 +88,7 @@ class AgentState:
     soft_target: bool = flax.struct.field(pytree_node=False, default=True)
     clip_x0: float | None = flax.struct.field(pytree_node=False, default=None)
     normalize_q: bool = flax.struct.field(pytree_node=False, default=False)
+    greedy_chains: int = flax.struct.field(pytree_node=False, default=1)
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
@@ -124,26 +127,59 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
         soft_target=bool(cfg.soft_target),
         clip_x0=None if cfg.clip_x0 is None else float(cfg.clip_x0),
         normalize_q=bool(cfg.normalize_q),
+        greedy_chains=int(cfg.greedy_chains),
     )
 
 
 def reverse_chain(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
-                  x_start: jax.Array | None = None) -> jax.Array:
-    """x_0 of one run of the reverse chain conditioned on `obs` (from `x_start`, else noise)."""
+                  x_start: jax.Array | None = None, noise_free: bool = False) -> jax.Array:
+    """x_0 of one run of the reverse chain conditioned on `obs` (from `x_start`, else noise;
+    `noise_free`: the deterministic mean path)."""
     eps_fn = conditioned_denoiser(state.denoiser, actor_params, obs, state.schedule.num_steps)
     shape = obs.shape[:-1] + (state.n_actions,)
-    return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=state.clip_x0)
+    return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=state.clip_x0,
+                  noise_free=noise_free)  # fmt: skip
 
 
-def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array) -> jax.Array:
+def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
+           noise_free: bool = False) -> jax.Array:
     """π(·|s) = softmax(x_0) with x_0 from one run of the reverse chain."""
-    return jax.nn.softmax(reverse_chain(state, actor_params, obs, key), axis=-1)
+    return jax.nn.softmax(reverse_chain(state, actor_params, obs, key, noise_free=noise_free), axis=-1)
+
+
+def greedy_probs(policy_fn, state: AgentState, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """What the greedy action is the argmax of: π averaged over `state.greedy_chains` runs of
+    the chain (its start noise makes one run random), or π of the noise-free chain (0).
+
+    `policy_fn(state, actor_params, obs, key, noise_free=...)` is the agent's π (d2sac's,
+    LAD-TS's). The same key gives the same average.
+    """
+    params = state.actor.params
+    if state.greedy_chains == 0:
+        return policy_fn(state, params, obs, key, noise_free=True)
+    keys = jax.random.split(key, state.greedy_chains)
+    return jnp.mean(jax.vmap(lambda k: policy_fn(state, params, obs, k))(keys), axis=0)
+
+
+def act_probs(policy_fn, state: AgentState, obs: jax.Array, key: jax.Array,
+              explore: bool | jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(action, the π it came from): a draw from one chain's π when exploring, else the
+    argmax of `greedy_probs`. A Python bool `explore` builds only the branch it takes."""
+    key_chain, key_action = jax.random.split(key)
+    if explore is True:
+        probs = policy_fn(state, state.actor.params, obs, key_chain)
+        return common.select_action(probs, key_action, True), probs
+    mean = greedy_probs(policy_fn, state, obs, key_chain)
+    if explore is False:
+        return common.select_action(mean, key_action, False), mean
+    probs = policy_fn(state, state.actor.params, obs, key_chain)
+    action = jnp.where(explore, common.select_action(probs, key_action, True), jnp.argmax(mean, axis=-1))
+    return action.astype(jnp.int32), jnp.where(explore, probs, mean)
 
 
 def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:
-    """Sample from π when exploring, argmax of π otherwise."""
-    key_chain, key_action = jax.random.split(key)
-    return common.select_action(policy(state, state.actor.params, obs, key_chain), key_action, explore)
+    """Sample from π when exploring, argmax of the chain-averaged π otherwise."""
+    return act_probs(policy, state, obs, key, explore)[0]
 
 
 def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[AgentState, dict]:

@@ -26,6 +26,7 @@ from ddrl.agents.base import ModuleAgent
 from ddrl.agents.d2sac import AgentState, Config  # noqa: F401  (Config: the agent's settings)
 
 KIND = "off_policy"
+SAMPLED_POLICY = True
 HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
 
 
@@ -43,10 +44,11 @@ def num_servers(state: AgentState) -> int:
     return state.n_actions // 2
 
 
-def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array) -> jax.Array:
+def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
+           noise_free: bool = False) -> jax.Array:
     """[π_es, π_count] (each a distribution over B), from one run of the reverse chain."""
 
-    x_0 = d2sac.reverse_chain(state, actor_params, obs, key)
+    x_0 = d2sac.reverse_chain(state, actor_params, obs, key, noise_free=noise_free)
     servers = num_servers(state)
     return jnp.concatenate(
         [jax.nn.softmax(x_0[..., :servers], axis=-1), jax.nn.softmax(x_0[..., servers:], axis=-1)],
@@ -61,9 +63,16 @@ def set_of(scores: jax.Array, count: jax.Array) -> jax.Array:
 
 
 def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:
-    """A set of servers (bool mask): sampled count and ranking, or the most likely ones."""
+    """A set of servers (bool mask): sampled count and ranking, or the most likely ones
+    (greedy: of the chain-averaged π, as `d2sac.greedy_probs`)."""
     key_chain, key_count, key_rank = jax.random.split(key, 3)
-    probs = policy(state, state.actor.params, obs, key_chain)
+    if explore is True:
+        probs = policy(state, state.actor.params, obs, key_chain)
+    elif explore is False:
+        probs = d2sac.greedy_probs(policy, state, obs, key_chain)
+    else:
+        probs = jnp.where(explore, policy(state, state.actor.params, obs, key_chain),
+                          d2sac.greedy_probs(policy, state, obs, key_chain))  # fmt: skip
     servers = num_servers(state)
     log_es = jnp.log(jnp.clip(probs[..., :servers], 1e-8, 1.0))
     log_count = jnp.log(jnp.clip(probs[..., servers:], 1e-8, 1.0))

@@ -13,6 +13,7 @@ from ddrl.agents import common
 from ddrl.nets import MLP
 
 KIND = "off_policy"
+SAMPLED_POLICY = False  # ε-greedy on Q: the greedy policy is the one trained
 # Numeric hyper-parameters that reach the program only as arrays (vmappable in
 # `train(key, hparams)`); the other fields set shapes or Python branches.
 HPARAMS = (

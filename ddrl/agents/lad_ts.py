@@ -25,6 +25,7 @@ from ddrl.agents.base import ActContext, AgentSpec, ModuleAgent
 from ddrl.agents.d2sac import AgentState
 
 KIND = "off_policy"
+SAMPLED_POLICY = True
 HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
 
 
@@ -54,6 +55,7 @@ class Config(d2sac.Config):
     learning_starts: int = 300
     train_every: int = 1
     updates_per_train: int = 1
+    greedy_chains: int = 8
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
@@ -68,19 +70,19 @@ def split(state: AgentState, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
     return obs[..., : -state.n_actions], obs[..., -state.n_actions :]
 
 
-def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array) -> jax.Array:
+def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
+           noise_free: bool = False) -> jax.Array:
     """π(·|s) = softmax(x_0), the reverse chain started from the cell's latent action."""
     env_obs, latent = split(state, obs)
 
-    x_0 = d2sac.reverse_chain(state, actor_params, env_obs, key, x_start=latent)
+    x_0 = d2sac.reverse_chain(state, actor_params, env_obs, key, x_start=latent, noise_free=noise_free)
     return jax.nn.softmax(x_0, axis=-1)
 
 
 def act_latent(state: AgentState, obs: jax.Array, key: jax.Array, explore) -> tuple[jax.Array, jax.Array]:
-    """The action and π(·|s), which becomes the cell's next latent action."""
-    key_chain, key_action = jax.random.split(key)
-    probs = policy(state, state.actor.params, obs, key_chain)
-    return common.select_action(probs, key_action, explore), probs
+    """The action and π(·|s), which becomes the cell's next latent action (greedy: the
+    chain-averaged π, as `d2sac.greedy_probs`)."""
+    return d2sac.act_probs(policy, state, obs, key, explore)
 
 
 def act(state: AgentState, obs: jax.Array, key: jax.Array, explore) -> jax.Array:

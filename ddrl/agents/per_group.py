@@ -55,6 +55,10 @@ class PerGroup(OffPolicyBase):
     def num_actions(self) -> int:
         return self.inner.num_actions
 
+    @property
+    def trains_sampled_policy(self) -> bool:
+        return self.inner.trains_sampled_policy
+
     def check_hparams(self, hparams: dict | None) -> None:
         self.inner.check_hparams(hparams)
 

@@ -16,6 +16,7 @@ from ddrl.agents import common
 from ddrl.nets import MLP
 
 KIND = "on_policy"
+SAMPLED_POLICY = True  # the sampled policy is the one trained (and the headline evaluation)
 # Numeric hyper-parameters that reach the program only as arrays (vmappable in
 # `train(key, hparams)`); the other fields set shapes or Python branches.
 HPARAMS = ("learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef")

@@ -15,6 +15,7 @@ from ddrl.agents import common
 from ddrl.nets import MLP, TwinQ
 
 KIND = "off_policy"
+SAMPLED_POLICY = True  # the sampled policy is the one trained (and the headline evaluation)
 # Numeric hyper-parameters that reach the program only as arrays, so `train(key, hparams)`
 # can vmap them (learning rates via the optimiser state, α as the initial log α); the other
 # fields (widths, batch size, flags) set shapes or Python branches.

@@ -21,6 +21,7 @@ from ddrl.agents.base import ModuleAgent
 from ddrl.agents.dqn import AgentState, epsilon
 
 KIND = "off_policy"
+SAMPLED_POLICY = False  # ε-greedy on Q: the greedy policy is the one trained
 HPARAMS = dqn.HPARAMS  # vmappable hyper-parameters
 
 

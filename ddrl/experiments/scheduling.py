@@ -133,7 +133,8 @@ def view_env_config(cfg: DictConfig, view: str, key: str) -> DictConfig | None:
         return OmegaConf.merge(cfg.env, {"preset": "fidelity", "env_copy": "own"})
     if view in (cfg.get("scenario_views") or {}):
         overrides = cfg.scenario_views[view].get("env") or {}
-        return OmegaConf.merge(cfg.env, {"preset": "clean", "env_copy": "own"}, overrides)
+        preset = cfg.scenario_views[view].get("preset") or "clean"
+        return OmegaConf.merge(cfg.env, {"preset": preset, "env_copy": "own"}, overrides)
     copy = (cfg.get("published_env") or {}).get(key)
     if copy is None:
         return None
@@ -273,7 +274,8 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
                 )  # fmt: skip
                 histories[view][key] = history
             row.update(label=method.get("label") or key, env_copy=str(env_cfg.env_copy),
-                       preset=str(env_cfg.preset), action_space=env.actions.kind)  # fmt: skip
+                       preset=str(env_cfg.preset), action_space=env.actions.kind,
+                       observation=str(env_cfg.get("observation", "authors")))  # fmt: skip
             results[view][key] = row
             progress.finish(f"make-span {fmt_mean_ci(row['make_span'])} s, failure rate {row['failure_rate'][0]:.4f}")
     milp = milp_yardstick(cfg) if cfg.get("milp") and "clean" in cfg.views else None
@@ -342,8 +344,23 @@ def _evaluate_scheduler(env, params, method, key, num_seeds, eval_episodes, time
     jax.block_until_ready(metrics)
     row = _metric_row(metrics)
     row["eval_wall_s"] = time.perf_counter() - started
+    row["eval_mode"] = "rule"  # a scheduler's own decision rule (random ones draw)
     row["decision_us"] = decision_time_us(env, params, lambda inputs: policy, None) if timed else math.nan
     return row
+
+
+def eval_modes_of(cfg: DictConfig, trainer: Any) -> tuple[str, tuple[str, ...]]:
+    """(headline mode, every mode evaluated) of a trained learner.
+
+    `eval_modes` lists the modes to evaluate where the learner has them (the DQN family has
+    only `greedy`); `headline_mode: trained` takes the policy the algorithm optimises
+    (sampled π for soft actor-critics and PPO, argmax Q for DQNs), chosen before any result.
+    """
+    available = trainer.eval_modes()  # the trained policy first
+    modes = tuple(m for m in (cfg.get("eval_modes") or available) if m in available) or available[:1]
+    wanted = str(cfg.get("headline_mode") or "trained")
+    headline = available[0] if wanted == "trained" or wanted not in available else wanted
+    return headline, tuple(dict.fromkeys((headline,) + modes))
 
 
 def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_episodes,
@@ -354,23 +371,32 @@ def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_ep
     evaluation: dict[str, Any] = {}
 
     def evaluate(trained):
-        started = time.perf_counter()
-        metrics = evaluate_per_seed(env, params, trained.trainer.greedy_policy, trained.final.agent,
-                                    eval_key, eval_episodes)  # fmt: skip
-        evaluation["row"] = _metric_row(jax.block_until_ready(metrics))
-        evaluation["row"]["eval_wall_s"] = time.perf_counter() - started
-        return {"make_span": evaluation["row"]["make_span"][0], "failure_rate": evaluation["row"]["failure_rate"][0]}
+        headline, modes = eval_modes_of(cfg, trained.trainer)
+        evaluation["headline"] = headline
+        for mode in modes:  # the same evaluation episodes (keys) for every mode
+            started = time.perf_counter()
+            metrics = evaluate_per_seed(env, params, lambda agent: trained.trainer.policy(agent, mode),
+                                        trained.final.agent, eval_key, eval_episodes)  # fmt: skip
+            evaluation[mode] = _metric_row(jax.block_until_ready(metrics))
+            evaluation[mode]["eval_wall_s"] = time.perf_counter() - started
+        return {f"{mode}/{metric}": evaluation[mode][metric][0] for mode in modes
+                for metric in ("make_span", "failure_rate")}  # fmt: skip
 
     trained, _ = train_and_evaluate(cfg, method, env, params, train_steps, run_dir, f"{view}-{key}", evaluate,
                                     num_envs=int(cfg.num_envs))  # fmt: skip
-    row = evaluation["row"]
+    headline = evaluation.pop("headline")
+    row = dict(evaluation[headline])
+    row["eval_mode"] = headline
+    row["modes"] = {mode: {k: result[k] for k in ("make_span", "failure_rate", "per_seed_make_span", "eval_wall_s")}
+                    for mode, result in evaluation.items()}  # fmt: skip
     row["train_wall_s"] = trained.train_wall_s
     row["resumed"] = trained.resumed
     row["train_make_span"] = tuple(float(x) for x in mean_ci(trained.history["step_make_span"][-1]))
     row["env_steps_per_s"] = trained.env_steps_per_s
     row["env_steps"] = trained.trainer.total_steps
     first_seed = jax.tree.map(lambda x: x[0], trained.final.agent)
-    row["decision_us"] = (decision_time_us(env, params, trained.trainer.greedy_policy, first_seed)
+    row["decision_us"] = (decision_time_us(env, params, lambda agent: trained.trainer.policy(agent, headline),
+                                           first_seed)
                           if cfg.get("decision_time", True) else math.nan)  # fmt: skip
     return row, trained.history
 

@@ -21,36 +21,35 @@ VIEW_TITLES = {
 
 
 def comparisons(cfg: DictConfig, results: dict) -> list[dict[str, Any]]:
-    """The headline method's make-span change vs each compared baseline, per view."""
+    """The headline method's make-span change vs each compared baseline, per view and per
+    evaluation mode of the headline method (each baseline in its own headline mode)."""
     rows = []
     headline = cfg.headline
+    pairs = list((cfg.get("compare_to") or {}).items())
     for view, view_rows in results.items():
         if headline not in view_rows:
             continue
-        for baseline, paper in (cfg.get("compare_to") or {}).items():
-            other = view_rows.get(baseline) or (
-                results.get("published", {}).get(baseline) if view == "fidelity" else None
-            )
-            if other is None or baseline not in view_rows:
-                continue
-            point, low, high = relative_difference(
-                view_rows[headline]["per_seed_make_span"], other["per_seed_make_span"]
-            )
-            rows.append({"view": view, "method": headline, "baseline": baseline,
-                         "relative_pct": point, "ci95_low": low, "ci95_high": high,
-                         "seed_paper_pct": _claim(paper)})  # fmt: skip
+        against = [(view, baseline, paper, view_rows.get(baseline)) for baseline, paper in pairs]
         if view == "fidelity" and "published" in results:  # ours on own env vs baselines as published
-            for baseline, paper in (cfg.get("compare_to") or {}).items():
-                other = results["published"].get(baseline)
-                if other is None:
-                    continue
-                point, low, high = relative_difference(
-                    view_rows[headline]["per_seed_make_span"], other["per_seed_make_span"]
-                )
-                rows.append({"view": "fidelity vs published copies", "method": headline,
-                             "baseline": baseline, "relative_pct": point, "ci95_low": low,
-                             "ci95_high": high, "seed_paper_pct": _claim(paper)})  # fmt: skip
+            against += [("fidelity vs published copies", baseline, paper, results["published"].get(baseline))
+                        for baseline, paper in pairs]  # fmt: skip
+        ours = view_rows[headline]
+        for label, baseline, paper, other in against:
+            if other is None:
+                continue
+            for mode, evaluated in _modes(ours).items():
+                point, low, high = relative_difference(evaluated["per_seed_make_span"], other["per_seed_make_span"])
+                rows.append({"view": label, "method": headline, "mode": mode, "baseline": baseline,
+                             "baseline_mode": other.get("eval_mode", "–"), "relative_pct": point,
+                             "ci95_low": low, "ci95_high": high, "seed_paper_pct": _claim(paper)})  # fmt: skip
     return rows
+
+
+def _modes(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A row's evaluation per mode, its headline mode first."""
+    modes = row.get("modes") or {row.get("eval_mode", "–"): row}
+    first = row.get("eval_mode")
+    return dict(sorted(modes.items(), key=lambda item: item[0] != first))
 
 
 def _claim(paper: Any) -> float:
@@ -71,8 +70,13 @@ def results_table(cfg, results, budget_note: str, num_seeds: int, eval_episodes:
     lines = [
         f"# {cfg.experiment_name}: scenario {cfg.env.scenario}",
         "",
-        f"Budget: {budget_note}; {num_seeds} seeds; evaluation: {eval_episodes} greedy episodes "
-        "per seed (the same episodes for every method of a view; argmax actions). Make-span (s) "
+        f"Budget: {budget_note}; {num_seeds} seeds; evaluation: {eval_episodes} episodes per seed "
+        "(the same episodes for every method and mode of a view). Evaluation modes: `sample` "
+        "draws each action from π (the policy a soft actor-critic optimises), `greedy` takes "
+        "the deterministic action (argmax Q; for a diffusion actor the argmax of π averaged "
+        "over its `greedy_chains` chain runs), `rule` is a scheduler's own decision rule. The "
+        "headline column (`make-span`) uses the mode stated a priori per family: sampled for "
+        "soft actor-critics, greedy for the DQN family. Make-span (s) "
         "is the mean over tasks (failures count at τ), mean ± 95 % t-interval over seeds. The "
         "training make-span is that of the tasks decided by the exploring policy in the last "
         "chunk of training, the authors' kind of figure (they average their last 50 training episodes). The gap is to "
@@ -87,14 +91,16 @@ def results_table(cfg, results, budget_note: str, num_seeds: int, eval_episodes:
         tails = bool(cfg.get("delay_percentiles"))
         tail_head = "".join(f" delay p{p} (s) |" for p in PERCENTILES) if tails else ""
         lines += [f"## {view}: {view_title(cfg, view)}", "",
-                  f"| method | env | make-span (s) | failure rate | gap to {cfg.get('yardstick', 'optimal_myopic')} |"
-                  f"{tail_head} training make-span, last chunk (s) | authors' figure | train wall (s) | decision (µs/task) |",
-                  "|---|---|---|---|---|" + "---|" * (len(PERCENTILES) if tails else 0) + "---|---|---|---|"]  # fmt: skip
+                  f"| method | env, obs | mode | make-span (s) | failure rate | gap to {cfg.get('yardstick', 'optimal_myopic')} |"
+                  f" sampled (s) | greedy (s) |{tail_head} training make-span, last chunk (s) | authors' figure |"
+                  " train wall (s) | decision (µs/task) |",
+                  "|---|---|---|---|---|---|---|---|" + "---|" * (len(PERCENTILES) if tails else 0) + "---|---|---|---|"]  # fmt: skip
         for key, row in sorted(rows.items(), key=lambda item: item[1]["make_span"][0]):
             gap = "–"
             if myopic is not None:
                 gap = f"{100 * (row['make_span'][0] / myopic['make_span'][0] - 1):+.1f} %"
-            env_name = f"{row['preset']}/{row['env_copy']}, {row['action_space']}"
+            env_name = f"{row['preset']}/{row['env_copy']}, {row['action_space']}, {row.get('observation', '–')}"
+            by_mode = {mode: fmt_mean_ci(result["make_span"]) for mode, result in (row.get("modes") or {}).items()}
             shown = view == cfg.get("reference_view", "published") and key in reference
             authors = f"{reference[key]:.4f}" if shown else ""
             wall = f"{row['train_wall_s']:.0f}" if "train_wall_s" in row else "–"
@@ -102,13 +108,14 @@ def results_table(cfg, results, budget_note: str, num_seeds: int, eval_episodes:
             training = fmt_mean_ci(row["train_make_span"]) if "train_make_span" in row else "–"
             tail = "".join(f" {fmt_mean_ci(row[f'delay_p{p}'], 3)} |" for p in PERCENTILES) if tails else ""
             lines.append(
-                f"| {row['label']} | {env_name} | {fmt_mean_ci(row['make_span'])} | "
-                f"{row['failure_rate'][0]:.4f} | {gap} |{tail} {training} | {authors} | {wall} | "
+                f"| {row['label']} | {env_name} | {row.get('eval_mode', '–')} | {fmt_mean_ci(row['make_span'])} | "
+                f"{row['failure_rate'][0]:.4f} | {gap} | {by_mode.get('sample', '–')} | {by_mode.get('greedy', '–')} |"
+                f"{tail} {training} | {authors} | {wall} | "
                 f"{_us(row['decision_us'])} |"
             )
         for note in skipped or []:
             if note["view"] == view:
-                columns = 9 + (len(PERCENTILES) if tails else 0)
+                columns = 12 + (len(PERCENTILES) if tails else 0)
                 lines.append(f"| {note['label']} | not run here (see below) |" + " – |" * (columns - 2))
         lines.append("")
     for note in skipped or []:
@@ -129,10 +136,11 @@ def results_table(cfg, results, budget_note: str, num_seeds: int, eval_episodes:
     rows = comparisons(cfg, results)
     if rows:
         lines += ["## Make-span change of the headline method (95 % bootstrap interval over seeds)", "",
-                  "| view | method | vs | measured | published claim |", "|---|---|---|---|---|"]  # fmt: skip
+                  "| view | method (mode) | vs (mode) | measured | published claim |", "|---|---|---|---|---|"]  # fmt: skip
         for row in rows:
             lines.append(
-                f"| {row['view']} | {row['method']} | {row['baseline']} | {row['relative_pct']:+.2f} % "
+                f"| {row['view']} | {row['method']} ({row['mode']}) | {row['baseline']} ({row['baseline_mode']}) | "
+                f"{row['relative_pct']:+.2f} % "
                 f"[{row['ci95_low']:+.2f}, {row['ci95_high']:+.2f}] | {_claim_text(cfg, row)} |"
             )
         lines.append("")

@@ -148,6 +148,7 @@ def sample(
     key: jax.Array,
     x_start: jax.Array | None = None,
     clip_x0: float | None = None,
+    noise_free: bool = False,
 ) -> jax.Array:
     """Run the DDPM reverse chain from x_T to x_0, differentiably; returns x_0 of `shape`.
 
@@ -156,12 +157,17 @@ def sample(
     `x_start` when given (LAD-TS keeps it from the previous decision), otherwise from
     N(0, I). The noise of the T − 1 noisy steps is drawn up front; the final step adds
     none. `clip_x0` clips the predicted x̂_0 to [−clip_x0, clip_x0] at every step (None: no
-    clipping).
+    clipping). `noise_free`: the chain's mean path, deterministic — x_T = 0 (or `x_start`)
+    and no noise added at any step (`key` is then unused).
     """
     num_steps = schedule.num_steps
     key_start, key_noise = jax.random.split(key)
-    x_t = jax.random.normal(key_start, shape) if x_start is None else x_start
-    noise = jax.random.normal(key_noise, (num_steps - 1,) + tuple(shape))
+    draw = jnp.zeros if noise_free else (lambda shape: jax.random.normal(key_noise, shape))
+    if x_start is None:
+        x_t = jnp.zeros(shape) if noise_free else jax.random.normal(key_start, shape)
+    else:
+        x_t = x_start
+    noise = draw((num_steps - 1,) + tuple(shape))
     noise = jnp.concatenate([noise, jnp.zeros((1,) + tuple(shape))])  # the last step (t = 0) adds none
 
     def reverse_step(x, step_input):

@@ -49,6 +49,8 @@ class MethodSpec:
 
 # Method-config keys that are not agent hyper-parameters: read by the trainer (per_bs,
 # group_acting) or by the experiment that builds the environment and tables.
+EVAL_MODES = ("greedy", "sample")
+
 METHOD_KEYS = ("per_bs", "group_acting", "action_space", "label", "views", "decisions_per_slot")
 
 
@@ -64,8 +66,17 @@ class Trainer(NamedTuple):
     steps_per_chunk: int  # environment steps per chunk (all envs)
     batched_init: Callable  # jit(vmap(init)), built once so repeated runs reuse the compilation
     batched_run_chunk: Callable  # jit(vmap(run_chunk)), the chunk index shared by all seeds
-    greedy_policy: Callable  # (agent state of one seed) -> policy(key, obs, env_state, env_params)
+    policy: Callable  # (agent state of one seed, mode) -> policy(key, obs, env_state, env_params)
     per_bs: bool  # one agent per base station (stacked on a leading axis)
+
+    def greedy_policy(self, agent_state: Any) -> Callable:
+        """The deterministic policy (argmax Q; argmax of the chain-averaged π)."""
+        return self.policy(agent_state, "greedy")
+
+    def eval_modes(self) -> tuple[str, ...]:
+        """The evaluation modes this agent has, its headline (the policy it trains) first:
+        ("sample", "greedy") for soft actor-critics and PPO, ("greedy",) for the DQN family."""
+        return ("sample", "greedy") if self.agent.trains_sampled_policy else ("greedy",)
 
     @property
     def total_steps(self) -> int:
@@ -142,17 +153,24 @@ def make_trainer(
         stats = episode_metrics.init_stats(vec.num_envs, info, tuple(getattr(env, "step_metrics", ())))
         return RunnerState(agent_state, buffer, env_state, obs, stats, key_run, jnp.zeros((), jnp.int32))
 
-    def greedy_policy(agent_state):
-        """`policy(key, obs, env_state, env_params)` for `ddrl.evaluate` (one env, greedy).
+    def policy_of(agent_state, mode: str = "greedy"):
+        """`policy(key, obs, env_state, env_params)` for `ddrl.evaluate` (one env).
 
-        Evaluation does not write to the agent (LAD-TS reads its latent table as it was at
-        the end of training).
+        `mode`: "greedy" (the deterministic action) or "sample" (a draw from π, the policy a
+        soft actor-critic optimises; not defined for the DQN family). Evaluation does not
+        write to the agent (LAD-TS reads its latent table as it was at the end of training).
         """
+        if mode not in EVAL_MODES:
+            raise ValueError(f"eval mode {mode!r} is not one of {EVAL_MODES}")
+        if mode == "sample" and not agent.trains_sampled_policy:
+            raise ValueError(f"eval mode 'sample': {agent.name} has no sampled policy (ε-greedy on Q); use 'greedy'")
+        explore = mode == "sample"
+
         def policy(key, obs, env_state, env_params):
             del env_params
             batch_state = jax.tree.map(lambda leaf: leaf[None], env_state)
             ctx = vec.context(batch_state, agent_state_steps(agent_state))
-            action, _ = agent.act(agent_state, obs[None], ctx, key[None], False)
+            action, _ = agent.act(agent_state, obs[None], ctx, key[None], explore)
             return agent.env_action(action)[0]
 
         return policy
@@ -198,7 +216,7 @@ def make_trainer(
     return Trainer(
         init, run_chunk, train, agent, config, num_chunks, steps_per_chunk,
         jax.jit(jax.vmap(init)), jax.jit(jax.vmap(run_chunk, in_axes=(0, None))),
-        greedy_policy, method.per_bs,
+        policy_of, method.per_bs,
     )  # fmt: skip
 
 

@@ -1,0 +1,81 @@
+"""Evaluation modes: `sample` draws from π, `greedy` is the argmax of the chain-averaged π."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from ddrl.agents import common, d2sac, d2sac_factored
+from ddrl.envs.scenarios import build_mec
+from ddrl.experiments.scheduling import eval_modes_of
+from ddrl.training import make_trainer
+from tests.test_mec_agents import TINY_AMCOEDGE
+
+SMALL = {"denoiser_hidden": (16, 16), "critic_hidden": (16, 16), "diffusion_steps": 3}
+
+
+def _agent(chains: int, n_actions: int = 3, module=d2sac):
+    cfg = common.config_from(d2sac.Config, {**SMALL, "greedy_chains": chains})
+    return module.init(jax.random.PRNGKey(0), (4,), n_actions, cfg)
+
+
+OBS = jnp.array([[0.3, -1.0, 0.5, 2.0]])
+
+
+def test_sampled_actions_follow_pi_averaged_over_the_chain():
+    """A sampled action is one chain's π drawn from: its frequencies are E_chain[π]."""
+    state = _agent(chains=8)
+    keys = jax.random.split(jax.random.PRNGKey(1), 8000)
+    actions = jax.vmap(lambda k: d2sac.act(state, OBS, k, True)[0])(keys)
+    frequencies = np.bincount(np.asarray(actions), minlength=3) / len(keys)
+    chain_keys = jax.vmap(lambda k: jax.random.split(k)[0])(keys)  # the chain's key inside act
+    expected = np.asarray(jax.vmap(lambda k: d2sac.policy(state, state.actor.params, OBS, k)[0])(chain_keys)).mean(0)
+    assert expected.max() < 0.95  # a policy worth sampling
+    np.testing.assert_allclose(frequencies, expected, atol=4 * np.sqrt(0.25 / len(keys)))
+
+
+def test_greedy_is_the_argmax_of_the_k_chain_average_and_deterministic_per_key():
+    state = _agent(chains=8)
+    key = jax.random.PRNGKey(3)
+    key_chain = jax.random.split(key)[0]
+    chain_keys = jax.random.split(key_chain, 8)
+    average = jnp.mean(jax.vmap(lambda k: d2sac.policy(state, state.actor.params, OBS, k))(chain_keys), axis=0)
+    np.testing.assert_allclose(d2sac.greedy_probs(d2sac.policy, state, OBS, key_chain), average, rtol=1e-6)
+    assert int(d2sac.act(state, OBS, key, False)[0]) == int(jnp.argmax(average))
+    again = [int(d2sac.act(state, OBS, key, False)[0]) for _ in range(3)]
+    assert again == [int(jnp.argmax(average))] * 3
+
+
+def test_the_noise_free_chain_ignores_the_key():
+    state = _agent(chains=0)
+    first = d2sac.greedy_probs(d2sac.policy, state, OBS, jax.random.PRNGKey(1))
+    for seed in (2, 3):
+        np.testing.assert_array_equal(first, d2sac.greedy_probs(d2sac.policy, state, OBS, jax.random.PRNGKey(seed)))
+    assert not np.allclose(first, d2sac.policy(state, state.actor.params, OBS, jax.random.PRNGKey(1)))
+
+
+def test_a_traced_explore_flag_picks_the_same_actions_as_the_static_one():
+    for module in (d2sac, d2sac_factored):
+        state = _agent(chains=4, module=module)
+        for seed in range(4):
+            key = jax.random.PRNGKey(seed)
+            for explore in (True, False):
+                np.testing.assert_array_equal(module.act(state, OBS, key, explore),
+                                              module.act(state, OBS, key, jnp.bool_(explore)))  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "modes"), [("ddrl_amsa", ("sample", "greedy")), ("amcoedge", ("greedy",))])
+def test_each_family_is_headlined_by_the_policy_it_trains(name, modes):
+    method = OmegaConf.to_container(OmegaConf.load(f"conf/algo/{name}.yaml"))
+    method = {k: v for k, v in method.items() if k not in ("kind", "label", "decisions_per_slot")}
+    env, params = build_mec(TINY_AMCOEDGE, action_space=method.pop("action_space"))
+    trainer = make_trainer(method, env, params, 64, num_envs=2, num_chunks=1)
+    assert trainer.eval_modes() == modes
+    assert eval_modes_of(OmegaConf.create({}), trainer) == (modes[0], modes)
+    forced = eval_modes_of(OmegaConf.create({"headline_mode": "greedy"}), trainer)
+    assert forced == ("greedy", tuple(dict.fromkeys(("greedy",) + modes)))
+    if modes == ("greedy",):
+        with pytest.raises(ValueError, match="no sampled policy"):
+            trainer.policy(None, "sample")
