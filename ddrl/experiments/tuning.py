@@ -336,7 +336,8 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             int(cfg.num_envs), num_chunks,
         )  # fmt: skip
         rows.append(_method_row(plan, validation, scores, chosen, test, mode, search_cost, test_cost))
-        _write_tuned(run_dir / "tuned" / f"{plan.key}.yaml", plan, rows[-1], cfg)
+    for plan, row in zip(plans, rows, strict=True):  # once every method has finished: an interrupted run leaves none
+        _write_tuned(run_dir / "tuned" / f"{plan.key}.yaml", plan, row, cfg)
     header = _header(cfg, plans, rows, eval_episodes, num_test_seeds, test_seed)
     table = header + _table(rows)
     atomic_write_text(run_dir / "results.md", table)
