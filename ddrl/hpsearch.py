@@ -47,6 +47,8 @@ class SearchResult:
     compile_s: float  # tracing and compiling, all programs
     run_s: float  # running the compiled programs
     programs: int  # compiled programs (one per value of the non-vmappable fields)
+    agents: list[Any] | None = None  # keep_agents: per setting, its final agent states (seed axis first)
+    trainers: list[Any] | None = None  # keep_agents: per setting, the Trainer that trained it (its policies)
 
     def final(self, metric: str = "episode_return") -> np.ndarray:
         """`metric` at the last chunk, shape (settings, seeds)."""
@@ -144,6 +146,7 @@ def search_settings(
     eval_episodes: int = 0,
     num_envs: int | None = None,
     sharded: bool = True,
+    keep_agents: bool = False,
 ) -> SearchResult:
     """Train an arbitrary list of settings (e.g. the trials of an Optuna batch) for `num_seeds` seeds.
 
@@ -152,7 +155,8 @@ def search_settings(
     vmappable values are batched with the seeds. Seed i of every setting uses the key
     `seed_keys(seed, num_seeds)[i]`, so a setting's runs do not depend on which other
     settings share its program. `num_envs` is passed to `make_trainer`. Checked like a grid
-    (`split_grid`) before anything is compiled.
+    (`split_grid`) before anything is compiled. With `keep_agents` the result also holds each
+    setting's trained agent states and its trainer, to evaluate them (`ddrl.experiments.tuning`).
     """
     if not settings:
         raise ValueError("settings: give a non-empty list of {hyper-parameter: value} dicts")
@@ -169,6 +173,8 @@ def search_settings(
 
     keys_one = seed_keys(seed, num_seeds)
     metrics: dict[str, np.ndarray] = {}
+    kept_agents: list[Any] = [None] * len(settings)
+    kept_trainers: list[Any] = [None] * len(settings)
     compile_s = run_s = 0.0
     for indices in groups.values():
         static_values = {n: settings[indices[0]][n] for n in static}
@@ -187,14 +193,21 @@ def search_settings(
         program = jax.jit(jax.vmap(trainer.train)).lower(keys, hparams).compile()
         compile_s += time.perf_counter() - started
         started = time.perf_counter()
-        _, group_metrics = jax.block_until_ready(program(keys, hparams))
+        final, group_metrics = jax.block_until_ready(program(keys, hparams))
         run_s += time.perf_counter() - started
+        if keep_agents:
+            for position, index in enumerate(indices):
+                rows = slice(position * num_seeds, (position + 1) * num_seeds)
+                kept_agents[index] = jax.tree.map(lambda leaf, rows=rows: leaf[rows], final.agent)
+                kept_trainers[index] = trainer
         for key, value in group_metrics.items():
             value = np.asarray(value).reshape((len(indices), num_seeds) + value.shape[1:])
             if key not in metrics:
                 metrics[key] = np.zeros((len(settings),) + value.shape[1:], value.dtype)
             metrics[key][indices] = value
-    return SearchResult(settings, metrics, compile_s, run_s, len(groups))
+    if not keep_agents:
+        return SearchResult(settings, metrics, compile_s, run_s, len(groups))
+    return SearchResult(settings, metrics, compile_s, run_s, len(groups), kept_agents, kept_trainers)
 
 
 def parse_assignments(items: Sequence[str], as_list: bool) -> dict[str, Any]:

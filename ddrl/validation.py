@@ -262,7 +262,18 @@ SCHEDULING = {
                 nullable=True),
 }  # fmt: skip
 CARTPOLE = {**COMMON_EXPERIMENT, "default_train_steps": Int(1, 10**12)}
-EXPERIMENTS = {"scheduling": SCHEDULING, "cartpole": CARTPOLE}
+# `+experiment=tune_amsa` (ddrl/experiments/tuning.py): a scheduling experiment with its own
+# tune section (the methods tuned, settings drawn, validation seeds, spaces, evaluation modes);
+# the spaces' syntax and names are checked by the runner's validate.
+TUNING = {
+    **SCHEDULING,
+    "tune": Map({
+        "methods": List(STR, nonempty=True), "settings": Int(1, 100_000), "validation_seeds": Int(1, MAX_SEEDS),
+        "test_seed_offset": Int(1, 2**30), "draw_seed": Int(0, 2**31 - 1),
+        "spaces": Map(item=Map(item=ANY, nullable=True)), "eval_mode": Map(item=Choice("greedy", "sample")),
+    }),
+}  # fmt: skip
+EXPERIMENTS = {"scheduling": SCHEDULING, "cartpole": CARTPOLE, "tuning": TUNING}
 
 # The hyper-parameter search's section (conf/tune/; ddrl.tune checks the sampler and space).
 TUNE = Map({
@@ -331,7 +342,7 @@ def _check_selection(config: dict[str, Any], runner: str) -> None:
     for key in config.get("only") or []:
         if key not in methods:
             raise ConfigError("only", f"{key!r} is not one of the methods {methods}")
-    if runner != "scheduling":
+    if runner not in ("scheduling", "tuning"):
         return
     views = ["clean", "fidelity", "published", *(config.get("scenario_views") or {})]
     for view in config["views"]:

@@ -178,3 +178,21 @@ def test_sharded_seeds_equal_the_unsharded_run():
     for name, diff in report["max_metric_diff"].items():
         assert diff < 1e-4 * max(1.0, report["td_loss"]), (name, diff)
     assert any("3 runs do not divide evenly over 2 devices" in w for w in report["warnings"])
+
+
+def test_kept_agents_are_each_settings_trained_states(cartpole, separate_run):
+    from ddrl.hpsearch import search_settings
+
+    env, env_params = cartpole
+    settings = [{"learning_rate": lr} for lr in LEARNING_RATES]
+    result = search_settings(TINY_DQN, env, env_params, settings, 2, STEPS, seed=1, num_chunks=CHUNKS,
+                             keep_agents=True)  # fmt: skip
+    assert len(result.agents) == len(result.trainers) == 2 and result.trainers[0] is result.trainers[1]
+    keys = seed_keys(1, 2)
+    for index, setting in enumerate(settings):
+        final, _ = separate_run(keys[1], {"learning_rate": jnp.float32(setting["learning_rate"])})
+        kept = jax.tree.map(lambda leaf: leaf[1], result.agents[index])  # seed 1 of this setting
+        for ours, alone in zip(jax.tree.leaves(kept), jax.tree.leaves(final.agent), strict=True):
+            np.testing.assert_allclose(np.asarray(ours), np.asarray(alone), err_msg=str(setting), **TOLERANCE)
+    plain = search_settings(TINY_DQN, env, env_params, settings[:1], 1, STEPS, num_chunks=CHUNKS)
+    assert plain.agents is None and plain.trainers is None

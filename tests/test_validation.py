@@ -49,6 +49,7 @@ def test_bad_value_is_refused_with_one_line_naming_the_field(tmp_path, monkeypat
     "env=mec_ladts algo=opt_ts", "budget=paper +experiment=amsa", "algo=optimal_myopic_cwa",
     "+experiment=amsa budget=smoke logger=none views=[clean] only=[amcoedge]",
     "env.deadline=none", "env.deadline=null", "+experiment=cartpole methods.d2sac.clip_x0=null",
+    "+experiment=tune_amsa", "+experiment=tune_amsa budget=smoke tune.methods=[amcoedge] tune.settings=1",
 ])  # fmt: skip
 def test_shipped_configs_pass(overrides):
     code, lines = _precheck(overrides.split())

@@ -1,0 +1,456 @@
+"""A fair tuning protocol: `python -m ddrl.run +experiment=tune_amsa` (issue 12).
+
+Published settings of baselines against a method tuned by its authors is not a fair
+comparison. Here every method in `tune.methods` is tuned by the same procedure and budget:
+
+1. Draw. `tune.settings` settings of the method's space `tune.spaces.<method>` are drawn with
+   a seeded random draw (`tag(log, interval(a, b))`: log-uniform, `interval(a, b)`: uniform,
+   `choice(...)`: uniform over the choices, `int(...)`/`range(...)`: integers; the syntax of
+   `ddrl.tune`). Setting 0 is always the method's published setting (its conf/algo config),
+   so the tuned setting is never worse than the published one on validation. A space may
+   only name numeric hyper-parameters in the agent's `HPARAMS`: the settings × validation
+   seeds of a method then train in one vmapped program (`ddrl.hpsearch.search_settings`).
+2. Train and select. Every setting trains `tune.validation_seeds` seeds (base `seed`) for the
+   episode budget of `+experiment=amsa` (`budget.episodes` or `default_episodes`, in
+   environment steps of the clean amcoedge view, slot schedule and ε ramp converted as there).
+   Each seed's trained agents play `eval_episodes` evaluation episodes (the same episodes for
+   every setting); the setting with the lowest mean make-span over the validation seeds is
+   chosen (ties: the lower index, so the published setting wins a tie).
+3. Test. The chosen and the published settings are retrained on `budget.seeds` fresh seeds
+   (base `seed + tune.test_seed_offset`, disjoint from the validation seeds) and evaluated on
+   fresh episodes; results.md reports both, make-span ± 95 % CI over the test seeds.
+
+Every method gets the same settings × validation seeds × episodes (checked before anything
+trains, recorded in summary.json as `trials`). The evaluated policy is `tune.eval_mode.<method>`:
+`sample` (soft actor-critic learners act by sampling) needs a trainer with
+`policy(agent_state, mode)`; a trainer without one is evaluated greedily and results.md says so.
+
+Writes `results.md`, `tuned/<method>.yaml` (the chosen setting as an algo config override)
+and returns the summary (summary.json).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from ddrl import agents
+from ddrl.envs.scenarios import ConfigError, build_mec
+from ddrl.experiments import scheduling
+from ddrl.experiments.tables import fmt_mean_ci
+from ddrl.provenance import atomic_write_text
+from ddrl.stats import mean_ci
+
+EVAL_MODES = ("greedy", "sample")
+VIEW = "clean"  # the environment view every method trains and is evaluated on
+SIGNIFICANT_DIGITS = 4  # drawn floats are rounded to this many, so that the files show what was trained
+
+
+# ----------------------------------------------------------------------------- the search space
+
+
+@dataclasses.dataclass(frozen=True)
+class Dimension:
+    """One searched hyper-parameter and how its values are drawn."""
+
+    name: str
+    kind: str  # float | int | choice
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False  # log-uniform between low and high (> 0)
+    step: float | None = None  # a grid low, low + step, ... <= high
+    choices: tuple[float, ...] = ()
+
+    def draw(self, rng: np.random.Generator) -> float | int:
+        """One value: uniform (or log-uniform) in [low, high], on the step grid, or a choice."""
+        if self.kind == "choice":
+            return self.choices[int(rng.integers(len(self.choices)))]
+        if self.step is not None:
+            count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+            value = self.low + self.step * int(rng.integers(count))
+            return int(round(value)) if self.kind == "int" else _rounded(value)
+        if self.kind == "int":
+            if self.log:
+                value = math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))
+                return int(min(max(math.floor(value), self.low), self.high))
+            return int(rng.integers(int(self.low), int(self.high) + 1))
+        if self.log:
+            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        else:
+            value = rng.uniform(self.low, self.high)
+        return min(max(_rounded(value), self.low), self.high)
+
+
+def _rounded(value: float) -> float:
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def parse_space(method_key: str, algo_cfg: Mapping[str, Any], space: Mapping[str, Any] | None) -> list[Dimension]:
+    """`tune.spaces.<method_key>` → its dimensions; a ConfigError naming the bad entry.
+
+    Only the agent's vmappable numeric hyper-parameters (`HPARAMS`) may be searched, so that
+    all settings of a method train in one compiled program. The syntax is `ddrl.tune`'s.
+    """
+    from ddrl.tune import search_space
+
+    field = f"tune.spaces.{method_key}"
+    if not space:
+        raise ConfigError(field, "empty search space: give at least one hyper-parameter")
+    name = algo_cfg["name"]
+    vmappable = tuple(getattr(agents.get(name), "HPARAMS", ()))
+    for key in space:
+        if key not in vmappable:
+            raise ConfigError(f"{field}.{key}", f"{name} cannot vmap {key!r} (shape or Python branch, or no such "
+                                                f"field); searchable: {sorted(vmappable)}")  # fmt: skip
+    try:
+        distributions = search_space(algo_cfg, space)
+    except ConfigError as error:  # ddrl.tune names its own section: name ours
+        where = error.field_name.replace("tune.params", field, 1)
+        raise ConfigError(where, str(error).split(": ", 1)[-1]) from None
+    return [_dimension(f"{field}.{key}", key, distribution) for key, distribution in distributions.items()]
+
+
+def _dimension(field: str, key: str, distribution: Any) -> Dimension:
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        choices = tuple(distribution.choices)
+        if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices):
+            raise ConfigError(field, f"choices must be numbers, got {list(choices)}")
+        return Dimension(key, "choice", choices=choices)
+    kind = "int" if isinstance(distribution, IntDistribution) else "float"
+    step = distribution.step if kind == "float" or distribution.step != 1 else None  # an int step of 1: plain integers
+    return Dimension(key, kind, distribution.low, distribution.high, bool(distribution.log), step)
+
+
+def draw_settings(
+    dimensions: Sequence[Dimension], published: Mapping[str, Any], num_settings: int, seed: int, stream: str = ""
+) -> list[dict[str, Any]]:
+    """`num_settings` settings: the published one first, then random draws of the dimensions.
+
+    Deterministic for (`seed`, `stream`); `stream` (the method's name) gives every method its
+    own draws.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(stream.encode())]))
+    settings = [{d.name: published[d.name] for d in dimensions}]
+    for _ in range(num_settings - 1):
+        settings.append({d.name: d.draw(rng) for d in dimensions})
+    return settings
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialBudget:
+    """What each method's search costs: the same for every method (checked)."""
+
+    settings: int
+    validation_seeds: int
+    episodes: float  # training episodes per run
+    env_steps: int  # environment steps per run (the budget; the trainer rounds it down to whole iterations)
+
+    @property
+    def runs(self) -> int:
+        return self.settings * self.validation_seeds
+
+    @property
+    def total_env_steps(self) -> int:
+        return self.runs * self.env_steps
+
+
+@dataclasses.dataclass
+class MethodPlan:
+    """One method's search: its config for this env and budget, its space and settings."""
+
+    key: str
+    label: str
+    algo_cfg: dict[str, Any]  # the published config, converted to this env and budget as +experiment=amsa does
+    dimensions: list[Dimension]
+    settings: list[dict[str, Any]]  # settings[0] is the published one
+    eval_mode: str  # requested: greedy | sample
+    env: Any
+    env_params: Any
+    budget: TrialBudget
+
+
+def plan_methods(cfg: DictConfig) -> list[MethodPlan]:
+    """Every method's search, checked before anything compiles (ConfigError naming the field)."""
+    tune_cfg = cfg.tune
+    methods = list(tune_cfg.methods)
+    if len(set(methods)) != len(methods):
+        raise ConfigError("tune.methods", f"a method is listed twice: {methods}")
+    if int(tune_cfg.settings) < 1:
+        raise ConfigError("tune.settings", f"must be >= 1, got {tune_cfg.settings}")
+    spaces = tune_cfg.get("spaces") or {}
+    modes = tune_cfg.get("eval_mode") or {}
+    plans = []
+    for key in methods:
+        if key not in cfg.methods:
+            raise ConfigError("tune.methods", f"unknown method {key!r}; the experiment's methods: {list(cfg.methods)}")
+        method = cfg.methods[key]
+        if method.get("kind") == "scheduler" or method.name not in agents.REGISTRY:
+            raise ConfigError("tune.methods", f"{key!r} ({method.name}) is not a learning agent")
+        if key not in spaces:
+            raise ConfigError(f"tune.spaces.{key}", "no search space for this method")
+        mode = modes.get(key, "greedy")
+        if mode not in EVAL_MODES:
+            raise ConfigError(f"tune.eval_mode.{key}", f"expected one of {list(EVAL_MODES)}, got {mode!r}")
+        env_cfg = scheduling.view_env_config(cfg, VIEW, key)
+        if env_cfg is None:
+            raise ConfigError(f"methods.{key}.views", f"{key!r} does not run in the {VIEW} view")
+        env, params = build_mec(env_cfg, action_space=method.get("action_space"))
+        per_episode = scheduling.expected_decisions_per_episode(env, params)
+        train_steps, episodes = scheduling.train_steps_of(cfg, per_episode)
+        converted = scheduling._method_config(cfg, method, episodes, per_episode / int(params.num_slots))
+        algo_cfg = OmegaConf.to_container(converted, resolve=True)
+        space = OmegaConf.to_container(spaces[key], resolve=True) if spaces[key] is not None else None
+        dimensions = parse_space(key, algo_cfg, space)
+        config = agents.make_config(algo_cfg["name"], _hyper_parameters(algo_cfg))
+        published = {d.name: getattr(config, d.name) for d in dimensions}
+        settings = draw_settings(dimensions, published, int(tune_cfg.settings), int(tune_cfg.draw_seed), key)
+        budget = TrialBudget(len(settings), int(tune_cfg.validation_seeds), episodes, train_steps)
+        plans.append(MethodPlan(key, str(method.get("label") or key), algo_cfg, dimensions, settings, mode,
+                                env, params, budget))  # fmt: skip
+    budgets = {plan.key: plan.budget for plan in plans}
+    if len(set(budgets.values())) > 1:
+        raise RuntimeError(f"unequal search budgets: {budgets}")
+    return plans
+
+
+def _hyper_parameters(algo_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    from ddrl.training import METHOD_KEYS
+
+    return {k: v for k, v in algo_cfg.items() if k not in METHOD_KEYS}
+
+
+def validate(cfg: DictConfig) -> None:
+    """The scheduling checks (methods, views, envs), then the search of every method."""
+    scheduling.validate(cfg)
+    plan_methods(cfg)
+
+
+# ----------------------------------------------------------------------------- training and evaluation
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Per setting and seed, the mean over the evaluation episodes; shape (settings, seeds)."""
+
+    make_span: np.ndarray
+    failure_rate: np.ndarray
+
+    def setting_make_span(self) -> np.ndarray:
+        """Mean make-span of each setting over its seeds (NaN counted as worst)."""
+        means = self.make_span.mean(axis=1)
+        return np.where(np.isfinite(means), means, np.inf)
+
+
+def policy_maker(trainer: Any, mode: str) -> tuple[Callable[[Any], Callable], str]:
+    """(agent state -> policy, the mode actually evaluated): `trainer.policy(state, mode)` where
+    the trainer has it, else its greedy policy."""
+    policy = getattr(trainer, "policy", None)
+    if callable(policy):
+        return (lambda agent_state: policy(agent_state, mode)), mode
+    return trainer.greedy_policy, "greedy"
+
+
+def evaluate_settings(result: Any, env: Any, params: Any, make_policy: Callable, key: jax.Array,
+                      episodes: int) -> Evaluation:  # fmt: skip
+    """Every setting's trained agents on the same `episodes` evaluation episodes per seed.
+
+    One program: `evaluate_per_seed` vmapped over the settings, all with the same key (common
+    episodes, so settings differ by their agents alone).
+    """
+    from ddrl.evaluate import evaluate_per_seed
+
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *result.agents)  # (settings, seeds, ...)
+    play = jax.jit(jax.vmap(lambda agent_states: evaluate_per_seed(env, params, make_policy, agent_states, key,
+                                                                   episodes)))  # fmt: skip
+    metrics = jax.block_until_ready(play(stacked))
+    return Evaluation(np.asarray(metrics.make_span, np.float64).mean(axis=-1),
+                      np.asarray(metrics.failure_rate, np.float64).mean(axis=-1))  # fmt: skip
+
+
+def train_and_evaluate(plan: MethodPlan, settings: Sequence[Mapping[str, Any]], num_seeds: int, seed: int,
+                       eval_key: jax.Array, eval_episodes: int, num_envs: int, num_chunks: int,
+                       ) -> tuple[Evaluation, str, dict[str, float]]:  # fmt: skip
+    """Train `settings` × `num_seeds` seeds (base `seed`) in one program, evaluate them.
+
+    Returns the evaluation, the mode evaluated, and the wall times / env steps of the run.
+    """
+    from ddrl.hpsearch import search_settings
+
+    started = time.perf_counter()
+    result = search_settings(plan.algo_cfg, plan.env, plan.env_params, settings, num_seeds, plan.budget.env_steps,
+                             seed=seed, num_chunks=num_chunks, num_envs=num_envs, keep_agents=True)  # fmt: skip
+    trainer = result.trainers[0]
+    if any(other is not trainer for other in result.trainers):
+        raise RuntimeError(f"{plan.key}: the settings needed several programs; search HPARAMS fields only")
+    make_policy, mode = policy_maker(trainer, plan.eval_mode)
+    trained = time.perf_counter()
+    evaluation = evaluate_settings(result, plan.env, plan.env_params, make_policy, eval_key, eval_episodes)
+    cost = {"compile_s": result.compile_s, "train_s": result.run_s, "eval_s": time.perf_counter() - trained,
+            "wall_s": time.perf_counter() - started, "trained_env_steps_per_run": trainer.total_steps}  # fmt: skip
+    return evaluation, mode, cost
+
+
+# ----------------------------------------------------------------------------- the protocol
+
+
+def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
+    """Search, select on validation seeds, retest chosen and published on test seeds; write tables."""
+    run_dir = pathlib.Path(run_dir)
+    plans = plan_methods(cfg)
+    seed = int(cfg.seed)
+    test_seed = seed + int(cfg.tune.test_seed_offset)
+    num_test_seeds = int(cfg.budget.seeds)
+    eval_episodes = min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
+    num_chunks = int(cfg.budget.get("num_chunks") or cfg.num_chunks)
+    validation_key = jax.random.fold_in(jax.random.PRNGKey(seed), 10_000)
+    test_key = jax.random.fold_in(jax.random.PRNGKey(test_seed), 10_000)
+    rows = []
+    for number, plan in enumerate(plans, 1):
+        budget = plan.budget
+        print(f"[{number}/{len(plans)}] {plan.key}: {budget.settings} settings × {budget.validation_seeds} "
+              f"validation seeds", flush=True)  # fmt: skip
+        validation, mode, search_cost = train_and_evaluate(
+            plan, plan.settings, budget.validation_seeds, seed, validation_key, eval_episodes, int(cfg.num_envs),
+            num_chunks,
+        )  # fmt: skip
+        scores = validation.setting_make_span()
+        chosen = int(np.argmin(scores))  # first minimum: the published setting wins ties
+        print(f"  chose setting {chosen} ({plan.settings[chosen]}), validation make-span {scores[chosen]:.4f} s "
+              f"(published {scores[0]:.4f} s); retraining both on {num_test_seeds} test seeds", flush=True)  # fmt: skip
+        test, _, test_cost = train_and_evaluate(
+            plan, [plan.settings[0], plan.settings[chosen]], num_test_seeds, test_seed, test_key, eval_episodes,
+            int(cfg.num_envs), num_chunks,
+        )  # fmt: skip
+        rows.append(_method_row(plan, validation, scores, chosen, test, mode, search_cost, test_cost))
+    for plan, row in zip(plans, rows, strict=True):  # once every method has finished: an interrupted run leaves none
+        _write_tuned(run_dir / "tuned" / f"{plan.key}.yaml", plan, row, cfg)
+    header = _header(cfg, plans, rows, eval_episodes, num_test_seeds, test_seed)
+    table = header + _table(rows)
+    atomic_write_text(run_dir / "results.md", table)
+    print(table)
+    return {
+        "methods": [
+            {"name": row["name"], "setting": setting, "view": VIEW, "metric": "make_span",
+             "mean": row[setting]["make_span"][0], "ci95": row[setting]["make_span"][1], "seeds": num_test_seeds,
+             "failure_rate": row[setting]["failure_rate"][0], "hyper_parameters": row[setting]["hyper_parameters"]}
+            for row in rows for setting in ("tuned", "published")  # tuned first: ddrl.run's objective reads it
+        ],  # fmt: skip
+        "searches": rows,
+        "validation_seed_base": seed,
+        "test_seed_base": test_seed,
+        "eval_episodes": eval_episodes,
+        "view": VIEW,
+        "observation": str(cfg.env.get("observation", "authors")),
+    }
+
+
+def _method_row(plan: MethodPlan, validation: Evaluation, scores: np.ndarray, chosen: int, test: Evaluation,
+                mode: str, search_cost: dict[str, float], test_cost: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+    budget = plan.budget
+
+    def tested(index: int) -> dict[str, Any]:  # index 0: published, 1: tuned (the test program's order)
+        return {"make_span": tuple(float(x) for x in mean_ci(test.make_span[index])),
+                "failure_rate": tuple(float(x) for x in mean_ci(test.failure_rate[index])),
+                "per_seed_make_span": test.make_span[index].tolist(),
+                "hyper_parameters": dict(plan.settings[0 if index == 0 else chosen])}  # fmt: skip
+
+    return {
+        "name": plan.key,
+        "label": plan.label,
+        "trials": {"settings": budget.settings, "validation_seeds": budget.validation_seeds,
+                   "runs": budget.runs, "episodes": budget.episodes, "env_steps_per_run": budget.env_steps,
+                   "total_env_steps": budget.total_env_steps,
+                   "trained_env_steps_per_run": int(search_cost["trained_env_steps_per_run"])},  # fmt: skip
+        "eval_mode": mode,
+        "eval_mode_requested": plan.eval_mode,
+        "evaluated_settings": [
+            {"index": i, "hyper_parameters": dict(s), "validation_make_span": float(validation.make_span[i].mean()),
+             "validation_failure_rate": float(validation.failure_rate[i].mean())}
+            for i, s in enumerate(plan.settings)
+        ],  # fmt: skip
+        "chosen_index": chosen,
+        "validation_make_span": {"published": float(scores[0]), "tuned": float(scores[chosen])},
+        "published": tested(0),
+        "tuned": tested(1),
+        "cost_s": {phase: {k: round(float(v), 3) for k, v in cost.items() if k.endswith("_s")}
+                   for phase, cost in (("search", search_cost), ("test", test_cost))},  # fmt: skip
+    }
+
+
+def _format_setting(setting: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items())
+
+
+def _header(cfg: DictConfig, plans: list[MethodPlan], rows: list[dict[str, Any]], eval_episodes: int,
+            num_test_seeds: int, test_seed: int) -> str:  # fmt: skip
+    budget = plans[0].budget
+    modes = ", ".join(
+        f"{row['name']} {row['eval_mode']}" + (f" ({row['eval_mode_requested']} requested: the trainer has no "
+                                               "policy(state, mode))" if row["eval_mode"] != row["eval_mode_requested"]
+                                               else "")
+        for row in rows
+    )  # fmt: skip
+    trained = ", ".join(f"{row['name']} {row['trials']['trained_env_steps_per_run']:,}" for row in rows)
+    return (
+        "# Tuned vs published settings (scenario amcoedge)\n\n"
+        f"- environment: view `{VIEW}` of scenario `{cfg.env.scenario}`, observation `{cfg.env.get('observation')}`\n"
+        f"- budget per run: ≈ {budget.episodes:g} episodes = {budget.env_steps:,} environment steps "
+        f"(trained, whole iterations: {trained})\n"
+        f"- search per method: {budget.settings} settings (setting 0 the published one) × "
+        f"{budget.validation_seeds} validation seeds (base seed {int(cfg.seed)}) = {budget.runs} runs, "
+        f"{budget.total_env_steps:,} environment steps; selection by the mean make-span of {eval_episodes} "
+        "evaluation episodes per seed\n"
+        f"- test: published and chosen settings retrained on {num_test_seeds} fresh seeds (base seed {test_seed}), "
+        f"{eval_episodes} fresh evaluation episodes per seed; make-span ± 95 % CI over the test seeds\n"
+        f"- evaluation mode: {modes}\n\n"
+    )
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| method | setting | make-span (s) | failure rate | validation make-span (s) | hyper-parameters |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for row in rows:
+        for setting in ("published", "tuned"):
+            tested = row[setting]
+            name = f"{row['label']} (`{row['name']}`)" if setting == "published" else ""
+            which = setting
+            if setting == "tuned":
+                which = f"tuned (setting {row['chosen_index']})" if row["chosen_index"] else "tuned (= published)"
+            lines.append(f"| {name} | {which} | {fmt_mean_ci(tested['make_span'])} | "
+                         f"{tested['failure_rate'][0]:.4f} | {row['validation_make_span'][setting]:.4f} | "
+                         f"{_format_setting(tested['hyper_parameters'])} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _write_tuned(path: pathlib.Path, plan: MethodPlan, row: dict[str, Any], cfg: DictConfig) -> None:
+    """The chosen setting as an algo config: conf/algo/<method>.yaml's values with these overrides."""
+    budget = plan.budget
+    chosen = plan.settings[row["chosen_index"]]
+    values = {k: (float(v) if isinstance(v, float) else v) for k, v in chosen.items()}
+    lines = [
+        f"# {plan.label}: the setting chosen by `python -m ddrl.run +experiment=tune_amsa` (ddrl/experiments/tuning.py):",
+        f"# setting {row['chosen_index']} of {budget.settings} drawn from tune.spaces.{plan.key} (draw seed "
+        f"{int(cfg.tune.draw_seed)}; setting 0 = published),",
+        f"# lowest mean make-span over {budget.validation_seeds} validation seeds (base seed {int(cfg.seed)}) at "
+        f"≈ {budget.episodes:g} episodes ({budget.env_steps:,} env steps) per run on the {VIEW} view.",
+        f"# Validation make-span {row['validation_make_span']['tuned']:.4f} s (published "
+        f"{row['validation_make_span']['published']:.4f} s). Overrides of methods.{plan.key}:",
+        "#   python -m ddrl.run +experiment=amsa "
+        + " ".join(f"methods.{plan.key}.{k}={v}" for k, v in values.items()),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "\n".join(lines) + "\n" + OmegaConf.to_yaml(OmegaConf.create(values)))

@@ -1,0 +1,121 @@
+"""`+experiment=tune_amsa` (ddrl/experiments/tuning.py): the draw, the config checks, the smoke run."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+from cli import run_cli
+
+from ddrl.experiments.tuning import Dimension, draw_settings
+from ddrl.run import precheck
+
+DIMENSIONS = [
+    Dimension("actor_lr", "float", 1e-5, 1e-1, log=True),
+    Dimension("target_entropy_ratio", "float", 0.05, 0.6),
+    Dimension("gamma", "choice", choices=(0.5, 0.9, 0.95)),
+    Dimension("exploration_steps", "int", 10, 20),
+]
+PUBLISHED = {"actor_lr": 1e-4, "target_entropy_ratio": 0.3, "gamma": 0.9, "exploration_steps": 15}
+
+
+def test_draw_is_deterministic_within_bounds_and_starts_with_the_published_setting():
+    settings = draw_settings(DIMENSIONS, PUBLISHED, 400, seed=7, stream="ddrl_amsa")
+    assert settings == draw_settings(DIMENSIONS, PUBLISHED, 400, seed=7, stream="ddrl_amsa")
+    assert settings != draw_settings(DIMENSIONS, PUBLISHED, 400, seed=8, stream="ddrl_amsa")
+    assert settings[1:] != draw_settings(DIMENSIONS, PUBLISHED, 400, seed=7, stream="amcoedge")[1:]
+    assert len(settings) == 400 and settings[0] == PUBLISHED
+    drawn = settings[1:]
+    lrs = np.array([s["actor_lr"] for s in drawn])
+    assert lrs.min() >= 1e-5 and lrs.max() <= 1e-1
+    # log-uniform over four decades: about a quarter per decade (uniform would put ~90 % in the last)
+    per_decade = np.histogram(np.log10(lrs), bins=[-5, -4, -3, -2, -1])[0] / len(lrs)
+    assert per_decade.min() > 0.15, per_decade
+    ratios = np.array([s["target_entropy_ratio"] for s in drawn])
+    assert ratios.min() >= 0.05 and ratios.max() <= 0.6 and abs(ratios.mean() - 0.325) < 0.03
+    assert {s["gamma"] for s in drawn} == {0.5, 0.9, 0.95}
+    steps = {s["exploration_steps"] for s in drawn}
+    assert steps == set(range(10, 21)) and all(isinstance(v, int) for v in steps)
+
+
+def test_a_log_dimension_near_its_bounds_stays_inside_them():
+    tight = Dimension("tau", "float", 1e-3, 1.0001e-3, log=True)
+    values = [s["tau"] for s in draw_settings([tight], {"tau": 0.005}, 200, seed=0)[1:]]
+    assert all(1e-3 <= v <= 1.0001e-3 for v in values) and all(math.isfinite(v) for v in values)
+
+
+def _precheck(overrides: list[str]) -> tuple[int | None, list[str]]:
+    stderr = io.StringIO()
+    code = None
+    with contextlib.redirect_stderr(stderr):
+        try:
+            precheck(overrides)
+        except SystemExit as stop:
+            code = stop.code
+    return code, [line for line in stderr.getvalue().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("override, field, words", [
+    ("tune.methods=[ddrl_amsa,nosuch]", "tune.methods", "unknown method 'nosuch'"),
+    ("tune.spaces.amcoedge=null", "tune.spaces.amcoedge", "empty search space"),
+    ("~tune.spaces.amcoedge", "tune.spaces.amcoedge", "no search space"),
+    ("+tune.spaces.ddrl_amsa.diffusion_steps=5", "tune.spaces.ddrl_amsa.diffusion_steps", "cannot vmap"),
+    ("+tune.spaces.amcoedge.hidden=5", "tune.spaces.amcoedge.hidden", "cannot vmap"),
+    ("tune.eval_mode.amcoedge=argmax", "tune.eval_mode.amcoedge", "argmax"),
+])  # fmt: skip
+def test_bad_tuning_config_stops_with_one_line_naming_the_field(tmp_path, monkeypatch, override, field, words):
+    monkeypatch.chdir(tmp_path)
+    code, lines = _precheck(["+experiment=tune_amsa", override])
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"ddrl.run: error: {field}: ") and words in lines[0], lines[0]
+
+
+def test_tune_amsa_smoke_gives_every_method_the_same_trials_and_writes_the_tuned_configs(tmp_path):
+    run_dir = tmp_path / "tune"
+    result = run_cli("+experiment=tune_amsa", "budget=smoke", "logger=none", "tune.methods=[ddrl_amsa,amcoedge]",
+                     "tune.settings=2", "tune.validation_seeds=2", "env.num_slots=10", run_dir=run_dir)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    searches = {row["name"]: row for row in summary["searches"]}
+    assert list(searches) == ["ddrl_amsa", "amcoedge"]
+    trials = {name: (t["settings"], t["validation_seeds"], t["env_steps_per_run"])
+              for name, t in ((n, row["trials"]) for n, row in searches.items())}  # fmt: skip
+    assert set(trials.values()) == {(2, 2, 600)}, trials  # budget=smoke: 600 env steps per run
+    assert {row["trials"]["total_env_steps"] for row in searches.values()} == {2 * 2 * 600}
+    for name, row in searches.items():
+        evaluated = row["evaluated_settings"]
+        assert len(evaluated) == 2 and evaluated[0]["hyper_parameters"] == row["published"]["hyper_parameters"]
+        assert all(0 < s["validation_make_span"] < 1.0 for s in evaluated)
+        chosen = evaluated[row["chosen_index"]]
+        assert chosen["validation_make_span"] <= evaluated[0]["validation_make_span"]  # never worse on validation
+        assert row["tuned"]["hyper_parameters"] == chosen["hyper_parameters"]
+        assert len(row["published"]["per_seed_make_span"]) == 2  # budget.seeds test seeds
+        tuned = yaml.safe_load((run_dir / "tuned" / f"{name}.yaml").read_text())
+        assert tuned == pytest.approx(chosen["hyper_parameters"])
+    assert searches["ddrl_amsa"]["published"]["hyper_parameters"]["actor_lr"] == pytest.approx(1e-4)  # conf/algo
+    assert summary["test_seed_base"] == 1000 and summary["validation_seed_base"] == 0
+    rows = {(m["name"], m["setting"]) for m in summary["methods"]}
+    assert rows == {(n, s) for n in searches for s in ("published", "tuned")}
+    table = (run_dir / "results.md").read_text()
+    assert "2 settings (setting 0 the published one) × 2 validation seeds" in table
+    assert "observation `authors`" in table and "view `clean`" in table
+    assert table.count("| published |") == 2 and table.count("| tuned (") == 2
+
+
+def test_the_evaluated_policy_follows_the_mode_where_the_trainer_offers_one():
+    from types import SimpleNamespace
+
+    from ddrl.experiments.tuning import policy_maker
+
+    calls = []
+    with_modes = SimpleNamespace(greedy_policy=None, policy=lambda state, mode: calls.append((state, mode)) or mode)
+    make_policy, mode = policy_maker(with_modes, "sample")
+    assert mode == "sample" and make_policy("agent") == "sample" and calls == [("agent", "sample")]
+    greedy_only = SimpleNamespace(greedy_policy=lambda state: ("greedy", state))
+    make_policy, mode = policy_maker(greedy_only, "sample")
+    assert mode == "greedy" and make_policy("agent") == ("greedy", "agent")  # recorded as greedy, not as asked
