@@ -67,6 +67,7 @@ def _precheck(overrides: list[str]) -> tuple[int | None, list[str]]:
     ("+tune.spaces.ddrl_amsa.diffusion_steps=5", "tune.spaces.ddrl_amsa.diffusion_steps", "cannot vmap"),
     ("+tune.spaces.amcoedge.hidden=5", "tune.spaces.amcoedge.hidden", "cannot vmap"),
     ("tune.eval_mode.amcoedge=argmax", "tune.eval_mode.amcoedge", "argmax"),
+    ("tune.eval_mode.amcoedge=sample", "tune.eval_mode.amcoedge", "no sampled policy"),
 ])  # fmt: skip
 def test_bad_tuning_config_stops_with_one_line_naming_the_field(tmp_path, monkeypatch, override, field, words):
     monkeypatch.chdir(tmp_path)
@@ -105,17 +106,3 @@ def test_tune_amsa_smoke_gives_every_method_the_same_trials_and_writes_the_tuned
     assert "2 settings (setting 0 the published one) × 2 validation seeds" in table
     assert "observation `authors`" in table and "view `clean`" in table
     assert table.count("| published |") == 2 and table.count("| tuned (") == 2
-
-
-def test_the_evaluated_policy_follows_the_mode_where_the_trainer_offers_one():
-    from types import SimpleNamespace
-
-    from ddrl.experiments.tuning import policy_maker
-
-    calls = []
-    with_modes = SimpleNamespace(greedy_policy=None, policy=lambda state, mode: calls.append((state, mode)) or mode)
-    make_policy, mode = policy_maker(with_modes, "sample")
-    assert mode == "sample" and make_policy("agent") == "sample" and calls == [("agent", "sample")]
-    greedy_only = SimpleNamespace(greedy_policy=lambda state: ("greedy", state))
-    make_policy, mode = policy_maker(greedy_only, "sample")
-    assert mode == "greedy" and make_policy("agent") == ("greedy", "agent")  # recorded as greedy, not as asked

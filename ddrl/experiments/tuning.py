@@ -22,8 +22,8 @@ comparison. Here every method in `tune.methods` is tuned by the same procedure a
 
 Every method gets the same settings × validation seeds × episodes (checked before anything
 trains, recorded in summary.json as `trials`). The evaluated policy is `tune.eval_mode.<method>`:
-`sample` (soft actor-critic learners act by sampling) needs a trainer with
-`policy(agent_state, mode)`; a trainer without one is evaluated greedily and results.md says so.
+`sample` (a draw from π: what soft actor-critic learners optimise) or `greedy` (argmax Q; a
+diffusion actor's argmax of its chain-averaged π), as `+experiment=amsa` evaluates them.
 
 Writes `results.md`, `tuned/<method>.yaml` (the chosen setting as an algo config override)
 and returns the summary (summary.json).
@@ -49,8 +49,8 @@ from ddrl.experiments import scheduling
 from ddrl.experiments.tables import fmt_mean_ci
 from ddrl.provenance import atomic_write_text
 from ddrl.stats import mean_ci
+from ddrl.training import EVAL_MODES
 
-EVAL_MODES = ("greedy", "sample")
 VIEW = "clean"  # the environment view every method trains and is evaluated on
 SIGNIFICANT_DIGITS = 4  # drawn floats are rounded to this many, so that the files show what was trained
 
@@ -205,6 +205,8 @@ def plan_methods(cfg: DictConfig) -> list[MethodPlan]:
         mode = modes.get(key, "greedy")
         if mode not in EVAL_MODES:
             raise ConfigError(f"tune.eval_mode.{key}", f"expected one of {list(EVAL_MODES)}, got {mode!r}")
+        if mode == "sample" and not agents.get(method.name).SAMPLED_POLICY:
+            raise ConfigError(f"tune.eval_mode.{key}", f"{method.name} has no sampled policy (ε-greedy on Q); use greedy")
         env_cfg = scheduling.view_env_config(cfg, VIEW, key)
         if env_cfg is None:
             raise ConfigError(f"methods.{key}.views", f"{key!r} does not run in the {VIEW} view")
@@ -255,15 +257,6 @@ class Evaluation:
         return np.where(np.isfinite(means), means, np.inf)
 
 
-def policy_maker(trainer: Any, mode: str) -> tuple[Callable[[Any], Callable], str]:
-    """(agent state -> policy, the mode actually evaluated): `trainer.policy(state, mode)` where
-    the trainer has it, else its greedy policy."""
-    policy = getattr(trainer, "policy", None)
-    if callable(policy):
-        return (lambda agent_state: policy(agent_state, mode)), mode
-    return trainer.greedy_policy, "greedy"
-
-
 def evaluate_settings(result: Any, env: Any, params: Any, make_policy: Callable, key: jax.Array,
                       episodes: int) -> Evaluation:  # fmt: skip
     """Every setting's trained agents on the same `episodes` evaluation episodes per seed.
@@ -296,7 +289,8 @@ def train_and_evaluate(plan: MethodPlan, settings: Sequence[Mapping[str, Any]], 
     trainer = result.trainers[0]
     if any(other is not trainer for other in result.trainers):
         raise RuntimeError(f"{plan.key}: the settings needed several programs; search HPARAMS fields only")
-    make_policy, mode = policy_maker(trainer, plan.eval_mode)
+    mode = plan.eval_mode
+    make_policy = lambda agent_state: trainer.policy(agent_state, mode)  # noqa: E731
     trained = time.perf_counter()
     evaluation = evaluate_settings(result, plan.env, plan.env_params, make_policy, eval_key, eval_episodes)
     cost = {"compile_s": result.compile_s, "train_s": result.run_s, "eval_s": time.perf_counter() - trained,
@@ -376,7 +370,6 @@ def _method_row(plan: MethodPlan, validation: Evaluation, scores: np.ndarray, ch
                    "total_env_steps": budget.total_env_steps,
                    "trained_env_steps_per_run": int(search_cost["trained_env_steps_per_run"])},  # fmt: skip
         "eval_mode": mode,
-        "eval_mode_requested": plan.eval_mode,
         "evaluated_settings": [
             {"index": i, "hyper_parameters": dict(s), "validation_make_span": float(validation.make_span[i].mean()),
              "validation_failure_rate": float(validation.failure_rate[i].mean())}
@@ -398,12 +391,7 @@ def _format_setting(setting: Mapping[str, Any]) -> str:
 def _header(cfg: DictConfig, plans: list[MethodPlan], rows: list[dict[str, Any]], eval_episodes: int,
             num_test_seeds: int, test_seed: int) -> str:  # fmt: skip
     budget = plans[0].budget
-    modes = ", ".join(
-        f"{row['name']} {row['eval_mode']}" + (f" ({row['eval_mode_requested']} requested: the trainer has no "
-                                               "policy(state, mode))" if row["eval_mode"] != row["eval_mode_requested"]
-                                               else "")
-        for row in rows
-    )  # fmt: skip
+    modes = ", ".join(f"{row['name']} {row['eval_mode']}" for row in rows)
     trained = ", ".join(f"{row['name']} {row['trials']['trained_env_steps_per_run']:,}" for row in rows)
     return (
         "# Tuned vs published settings (scenario amcoedge)\n\n"
