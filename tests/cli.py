@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 import subprocess
 import sys
@@ -30,3 +32,17 @@ def run_cli(*overrides: str, run_dir: Path, timeout: int = 300, retries: int = 2
                           "starting it again", RuntimeWarning, stacklevel=2)  # fmt: skip
             shutil.rmtree(run_dir, ignore_errors=True)
     raise AssertionError("unreachable")
+
+
+def precheck_lines(overrides: list[str]) -> tuple[int | None, list[str]]:
+    """`ddrl.run`'s config check of `overrides` in process: (exit code or None, stderr lines)."""
+    from ddrl.run import precheck
+
+    stderr = io.StringIO()
+    code = None
+    with contextlib.redirect_stderr(stderr):
+        try:
+            precheck(overrides)
+        except SystemExit as stop:
+            code = stop.code
+    return code, [line for line in stderr.getvalue().splitlines() if line.strip()]

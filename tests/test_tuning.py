@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 
 import numpy as np
 import pytest
 import yaml
-from cli import run_cli
+from cli import precheck_lines, run_cli
 
 from ddrl.experiments.tuning import Dimension, draw_settings
-from ddrl.run import precheck
 
 DIMENSIONS = [
     Dimension("actor_lr", "float", 1e-5, 1e-1, log=True),
@@ -49,17 +46,6 @@ def test_a_log_dimension_near_its_bounds_stays_inside_them():
     assert all(1e-3 <= v <= 1.0001e-3 for v in values) and all(math.isfinite(v) for v in values)
 
 
-def _precheck(overrides: list[str]) -> tuple[int | None, list[str]]:
-    stderr = io.StringIO()
-    code = None
-    with contextlib.redirect_stderr(stderr):
-        try:
-            precheck(overrides)
-        except SystemExit as stop:
-            code = stop.code
-    return code, [line for line in stderr.getvalue().splitlines() if line.strip()]
-
-
 @pytest.mark.parametrize("override, field, words", [
     ("tune.methods=[ddrl_amsa,nosuch]", "tune.methods", "unknown method 'nosuch'"),
     ("tune.spaces.amcoedge=null", "tune.spaces.amcoedge", "empty search space"),
@@ -71,7 +57,7 @@ def _precheck(overrides: list[str]) -> tuple[int | None, list[str]]:
 ])  # fmt: skip
 def test_bad_tuning_config_stops_with_one_line_naming_the_field(tmp_path, monkeypatch, override, field, words):
     monkeypatch.chdir(tmp_path)
-    code, lines = _precheck(["+experiment=tune_amsa", override])
+    code, lines = precheck_lines(["+experiment=tune_amsa", override])
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith(f"ddrl.run: error: {field}: ") and words in lines[0], lines[0]
 

@@ -6,26 +6,12 @@ nothing is compiled and nothing is written.
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import pytest
 from bad_inputs import BAD_INPUTS
+from cli import precheck_lines
 
 from ddrl import validation
 from ddrl.envs.scenarios import ConfigError
-from ddrl.run import precheck
-
-
-def _precheck(overrides: list[str]) -> tuple[int | None, list[str]]:
-    stderr = io.StringIO()
-    code = None
-    with contextlib.redirect_stderr(stderr):
-        try:
-            precheck(overrides)
-        except SystemExit as stop:
-            code = stop.code
-    return code, [line for line in stderr.getvalue().splitlines() if line.strip()]
 
 
 def test_the_table_has_every_case_of_the_issue():
@@ -36,7 +22,7 @@ def test_the_table_has_every_case_of_the_issue():
 @pytest.mark.parametrize("overrides, field", BAD_INPUTS, ids=[o for o, _ in BAD_INPUTS])
 def test_bad_value_is_refused_with_one_line_naming_the_field(tmp_path, monkeypatch, overrides, field):
     monkeypatch.chdir(tmp_path)
-    code, lines = _precheck(overrides.split())
+    code, lines = precheck_lines(overrides.split())
     assert code == 2, lines
     assert len(lines) == 1 and lines[0].startswith("ddrl.run: error: "), lines
     assert field in lines[0], lines[0]
@@ -52,7 +38,7 @@ def test_bad_value_is_refused_with_one_line_naming_the_field(tmp_path, monkeypat
     "+experiment=tune_amsa", "+experiment=tune_amsa budget=smoke tune.methods=[amcoedge] tune.settings=1",
 ])  # fmt: skip
 def test_shipped_configs_pass(overrides):
-    code, lines = _precheck(overrides.split())
+    code, lines = precheck_lines(overrides.split())
     assert code is None, lines
 
 
