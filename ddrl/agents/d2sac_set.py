@@ -274,7 +274,7 @@ def relaxed_set(logits: jax.Array, key: jax.Array, temperature: jax.Array) -> ja
     noisy = logits + logistic_noise(key, logits.shape)
     soft = jax.nn.sigmoid(noisy / temperature)
     hard = with_fallback(noisy > 0, logits).astype(soft.dtype)
-    return hard + soft - jax.lax.stop_gradient(soft)
+    return hard + (soft - jax.lax.stop_gradient(soft))  # exactly `hard` forward
 
 
 def _empty_and_fallback_log_mass(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -285,6 +285,7 @@ def _empty_and_fallback_log_mass(logits: jax.Array) -> tuple[jax.Array, jax.Arra
 
 def set_log_prob(logits: jax.Array, chosen: jax.Array) -> jax.Array:
     """log π(S) of boolean sets `chosen` (the empty set's mass moved to {i*}; log π(∅) = −inf)."""
+    logits = jnp.broadcast_to(logits, jnp.broadcast_shapes(logits.shape, chosen.shape))
     bernoulli = jnp.sum(jnp.where(chosen, jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)), axis=-1)
     log_empty, log_single = _empty_and_fallback_log_mass(logits)
     count = jnp.sum(chosen, axis=-1)
