@@ -74,7 +74,10 @@ def test_permuting_the_servers_permutes_scores_greedy_set_and_leaves_q_unchanged
     np.testing.assert_allclose(moved, base[:, order], rtol=1e-5, atol=1e-5)
     greedy = d2sac_set.act(state, obs, key, False)  # greedy_chains = 0: the noise-free chain
     np.testing.assert_array_equal(d2sac_set.act(state, permuted, key, False), np.asarray(greedy)[:, order])
-    chosen = d2sac_set.act(state, obs, jax.random.PRNGKey(3), True).astype(jnp.float32)
+    np.testing.assert_array_equal(d2sac_set.act(state, obs, key, jnp.bool_(False)), greedy)  # traced flag
+    sampled = d2sac_set.act(state, obs, jax.random.PRNGKey(3), True)
+    np.testing.assert_array_equal(d2sac_set.act(state, obs, jax.random.PRNGKey(3), jnp.bool_(True)), sampled)
+    chosen = sampled.astype(jnp.float32)
     q_base = state.critic.apply_fn(state.critic.params, state.layout.tokens(obs), chosen)
     q_moved = state.critic.apply_fn(state.critic.params, state.layout.tokens(permuted), chosen[:, order])
     for a, b in zip(q_base, q_moved):
@@ -94,7 +97,7 @@ def test_the_same_weights_act_and_learn_at_five_and_twenty_servers():
         obs = _rich_obs(B, seed=B)
         sets = d2sac_set.act(state, obs, jax.random.PRNGKey(4), True)
         assert sets.shape == (4, B) and np.all(np.asarray(sets).any(axis=1))
-        _, metrics = d2sac_set.update(state, _batch(obs, sets), jax.random.PRNGKey(5))
+        _, metrics = jax.jit(d2sac_set.update)(state, _batch(obs, sets), jax.random.PRNGKey(5))
         assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
