@@ -27,3 +27,10 @@ def test_spread_servers_covers_the_amcoedge_ranges() -> None:
     spread = decide.spread_servers(5)
     assert spread == {"capacity": [10.0, 20.0, 30.0, 40.0, 50.0], "rate": [400.0, 425.0, 450.0, 475.0, 500.0]}
     assert len(decide.spread_servers(50)["rate"]) == 50
+
+
+def test_scaling_exponent_fits_the_power_over_b_from_10_to_200() -> None:
+    times = {5: 1.0, 10: 3.0, 20: 12.0, 200: 1200.0}  # ∝ B² from 10 on; B = 5 is left out of the fit
+    fit = decide.scaling_exponent(times)
+    assert fit is not None and fit["fit_B"] == [10, 20, 200] and math.isclose(fit["k"], 2.0, abs_tol=1e-3)
+    assert decide.scaling_exponent({5: 1.0, 10: 2.0}) is None

@@ -11,7 +11,7 @@ import dataclasses
 from types import ModuleType
 from typing import Any
 
-from ddrl.agents import common, d2sac, d2sac_factored, dqn, lad_ts, ppo, sac, topk_dqn
+from ddrl.agents import common, d2sac, d2sac_factored, d2sac_set, dqn, lad_ts, ppo, sac, topk_dqn
 from ddrl.agents.base import ActContext, AgentSpec, ModuleAgent, OnPolicyModuleAgent
 from ddrl.agents.per_group import PerGroup
 
@@ -19,6 +19,7 @@ REGISTRY: dict[str, ModuleType] = {
     "d2sac": d2sac,
     "d2sac_published": d2sac,
     "d2sac_factored": d2sac_factored,
+    "d2sac_set": d2sac_set,
     "dqn": dqn,
     "lad_ts": lad_ts,
     "sac": sac,
@@ -32,6 +33,7 @@ PRESETS: dict[str, Any] = {"d2sac_published": d2sac.PUBLISHED}
 # Agents with abilities of their own (everything else is a plain ModuleAgent).
 AGENT_CLASSES: dict[str, type] = {
     "d2sac_factored": d2sac_factored.FactoredAgent,
+    "d2sac_set": d2sac_set.SetAgent,
     "lad_ts": lad_ts.LatentAgent,
     "topk_dqn": topk_dqn.TopKAgent,
 }

@@ -25,13 +25,16 @@ Two sections (`what`):
             optimal_myopic over the single space (B candidates), d2sac over the single space
             (B outputs), over the subset space (2^B - 1 outputs, only for
             B <= --max-subset-servers; above it the line says "skipped") and with the
-            factored set action (d2sac_factored: 2B outputs, any B).
+            factored set action (d2sac_factored: 2B outputs, any B), and the set-structured
+            actor (d2sac_set: per-server tokens, weights independent of B), followed by one
+            `scaling_fit` line per mode: the exponent k of p50 ∝ B^k fitted by least squares
+            on log-log over the timed B from 10 to 200.
 
 Learned policies get their network weights as the call's argument (the rest of the agent
 state — optimiser moments, schedules — is fixed at trace time); the environment parameters
 are fixed at trace time for every scheduler.
 
-    python -m ddrl.bench decide [--quick] [--only cwa d2sac] [--what scaling] [--modes one]
+    python -m ddrl.bench decide [--quick] [--only cwa d2sac d2sac_set] [--what scaling] [--modes one]
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ MODES = ("one", "slot")
 # Scheduler -> action space it is timed in (amcoedge section).
 SCHEDULER_SPACES = {"random": "subset", "randcoedge": "pair", "local": "subset", "optimal_myopic": "subset"}
 # Agent module -> field of its state holding the acting network's TrainState.
-NETWORK_FIELD = {"dqn": "q", "d2sac": "actor", "d2sac_factored": "actor"}
+NETWORK_FIELD = {"dqn": "q", "d2sac": "actor", "d2sac_factored": "actor", "d2sac_set": "actor"}
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,8 @@ class Learned:
 
     @property
     def overrides(self) -> dict[str, Any]:
-        width_field = {"dqn": "hidden", "d2sac": "denoiser_hidden", "d2sac_factored": "denoiser_hidden"}[self.agent]
+        width_field = {"dqn": "hidden", "d2sac": "denoiser_hidden", "d2sac_factored": "denoiser_hidden",
+                       "d2sac_set": "denoiser_hidden"}[self.agent]
         return {"name": self.agent, width_field: list(self.hidden)}
 
 
@@ -86,7 +90,8 @@ AMCOEDGE_LEARNED = (
     Learned("DDRL-ATS", "d2sac", "single", (64, 64)),
 )
 SCALING_D2SAC_HIDDEN = (64, 64)
-NAMES = ("noop", *SCHEDULER_SPACES, "dqn", "d2sac", "cwa")  # what --only can pick
+NAMES = ("noop", *SCHEDULER_SPACES, "dqn", "d2sac", "d2sac_set", "cwa")  # what --only can pick
+FIT_SERVERS = (10, 200)  # B range of the fitted scaling exponent
 
 
 def load_env_config(**overrides: Any) -> DictConfig:
@@ -186,8 +191,10 @@ def amcoedge_section(settings: Settings) -> Iterator[dict[str, Any]]:
 
 def scaling_section(settings: Settings, server_counts: Sequence[int], max_subset_servers: int
                     ) -> Iterator[dict[str, Any]]:
-    """cwa, optimal_myopic (single) and d2sac (single, subset) against the number of ESs B."""
+    """cwa, optimal_myopic (single), d2sac (single, subset, factored) and d2sac_set against the
+    number of ESs B, then d2sac_set's fitted exponents (`scaling_fit`)."""
     hidden = SCALING_D2SAC_HIDDEN
+    set_times: dict[str, dict[int, float]] = {mode: {} for mode in settings.modes}
     for B in server_counts:
         cfg = load_env_config(**spread_servers(B))
         env, params = build_mec(cfg, action_space="single")
@@ -203,10 +210,11 @@ def scaling_section(settings: Settings, server_counts: Sequence[int], max_subset
             for mode in settings.modes:
                 timing = time_calls(per_task, None, (tasks.keys, tasks.obs, tasks.states), mode, settings)
                 yield _line("scaling", "optimal_myopic", "single", None, B, **timing)
-        if not settings.wants("d2sac"):
-            continue
         for agent, space, method in (("d2sac", "single", "DDRL-ATS"), ("d2sac", "subset", "DDRL-AMSA"),
-                                     ("d2sac_factored", "mask", "DDRL-AMSA (factored)")):  # fmt: skip
+                                     ("d2sac_factored", "mask", "DDRL-AMSA (factored)"),
+                                     ("d2sac_set", "mask", "DDRL-AMSA (set)")):  # fmt: skip
+            if not settings.wants("d2sac_set" if agent == "d2sac_set" else "d2sac"):
+                continue
             if space == "subset" and B > min(max_subset_servers, MAX_SUBSET_SERVERS):
                 for mode in settings.modes:
                     yield _line("scaling", agent, space, hidden, B, method=method, mode=mode,
@@ -217,7 +225,24 @@ def scaling_section(settings: Settings, server_counts: Sequence[int], max_subset
             per_task, weights = learned_per_task(learned, space_env, tasks.obs.shape[1:])
             for mode in settings.modes:
                 timing = time_calls(per_task, weights, (tasks.keys, tasks.obs), mode, settings)
+                if agent == "d2sac_set":
+                    set_times[mode][B] = timing["p50_us"]
                 yield _line("scaling", agent, space, hidden, B, method=method, **timing)
+    for mode, times in set_times.items():
+        fit = scaling_exponent(times)
+        if fit is not None:
+            yield {"bench": "decide", "what": "scaling_fit", "scheduler": "d2sac_set", "space": "mask",
+                   "hidden": list(hidden), "mode": mode, **fit, "backend": jax.default_backend()}
+
+
+def scaling_exponent(p50_us: dict[int, float], servers: tuple[int, int] = FIT_SERVERS) -> dict[str, Any] | None:
+    """k of time ∝ B^k: least squares of log p50 on log B over the B in `servers` (inclusive);
+    None with fewer than two such B."""
+    fitted = sorted(B for B in p50_us if servers[0] <= B <= servers[1])
+    if len(fitted) < 2:
+        return None
+    k, _ = np.polyfit(np.log(fitted), np.log([p50_us[B] for B in fitted]), 1)
+    return {"k": round(float(k), 3), "fit_B": fitted, "fit_p50_us": [p50_us[B] for B in fitted]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", choices=NAMES, metavar="NAME",
                         help=f"run only these schedulers / agents: {', '.join(NAMES)}")
     parser.add_argument("--servers", nargs="+", type=int, default=None,
-                        help="B values of the scaling section (default 5 10 20 50; --quick: 5 10)")
+                        help="B values of the scaling section (default 5 10 20 50 100 200; --quick: 5 10)")
     parser.add_argument("--max-subset-servers", type=int, default=10,
                         help="largest B at which the subset space (2^B - 1 outputs) is timed")
     parser.add_argument("--calls", type=int, default=None,
@@ -249,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         modes=tuple(args.modes),
         only=None if args.only is None else frozenset(args.only),
     )
-    server_counts = args.servers or ([5, 10] if args.quick else [5, 10, 20, 50])
+    server_counts = args.servers or ([5, 10] if args.quick else [5, 10, 20, 50, 100, 200])
     lines: list[Iterator[dict[str, Any]]] = []
     if "amcoedge" in args.what:
         lines.append(amcoedge_section(settings))
