@@ -19,7 +19,13 @@ def test_amsa_smoke_trains_per_bs_agents_and_writes_the_table(tmp_path):
     assert rows["clean", "smcoedge"]["action_space"] == "topk"
     for row in rows.values():
         assert row["seeds"] == 2 and 0 < row["mean"] < 1.0 and row["decision_us"] > 0
-    assert [(c["view"], c["baseline"]) for c in summary["comparisons"]] == [("clean", "smcoedge")]
+    assert [(c["view"], c["baseline"], c["mode"], c["baseline_mode"]) for c in summary["comparisons"]] == [
+        ("clean", "smcoedge", "sample", "greedy"), ("clean", "smcoedge", "greedy", "greedy")]  # both of ours
+    amsa = rows["clean", "ddrl_amsa"]
+    assert amsa["eval_mode"] == "sample" and set(amsa["modes"]) == {"sample", "greedy"}  # the trained policy heads
+    assert amsa["mean"] == amsa["modes"]["sample"]["make_span"][0]
+    assert rows["clean", "smcoedge"]["eval_mode"] == "greedy" and set(rows["clean", "smcoedge"]["modes"]) == {"greedy"}
+    assert rows["clean", "optimal_myopic"]["eval_mode"] == "rule"
     table = (run_dir / "results.md").read_text()
     assert "-13.54 %" in table and "MILP" in table  # the seed's claim; the per-slot optimum
     assert (run_dir / "learning_curves.png").stat().st_size > 10_000
