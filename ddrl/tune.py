@@ -152,18 +152,14 @@ def build_problem(cfg: DictConfig) -> Problem:
     num_seeds = int(cfg.budget.seeds)
     num_chunks = int(cfg.budget.get("num_chunks") or cfg.get("num_chunks") or 4)
     if cfg.get("experiment_runner") == "scheduling":
-        from ddrl.envs.scenarios import build_mec
         from ddrl.experiments import scheduling
 
         env_cfg = scheduling.view_env_config(cfg, cfg.tune.view, key)
         if env_cfg is None:
             raise ConfigError("tune.view", f"{key!r} does not run in view {cfg.tune.view!r}")
-        env, params = build_mec(env_cfg, action_space=method.get("action_space"))
-        per_episode = scheduling.expected_decisions_per_episode(env, params)
-        train_steps, episodes = scheduling.train_steps_of(cfg, per_episode)
-        method = scheduling._method_config(cfg, method, episodes, per_episode / int(params.num_slots))
-        algo_cfg = OmegaConf.to_container(method, resolve=True)
-        return Problem(algo_cfg, env, params, train_steps, num_seeds, num_chunks, int(cfg.num_envs))
+        setup = scheduling.setup_method(cfg, method, env_cfg)
+        algo_cfg = OmegaConf.to_container(setup.method, resolve=True)
+        return Problem(algo_cfg, setup.env, setup.params, setup.train_steps, num_seeds, num_chunks, int(cfg.num_envs))
     import gymnax
 
     if cfg.env.get("kind") != "gymnax":

@@ -19,7 +19,6 @@ import pathlib
 import jax
 from omegaconf import OmegaConf
 
-from ddrl.envs.scenarios import build_mec
 from ddrl.evaluate import evaluate_per_seed
 from ddrl.experiments import scheduling
 from ddrl.training import make_trainer, run_training
@@ -39,10 +38,8 @@ def main() -> None:
     env_cfg = scheduling.view_env_config(cfg, args.view, args.method)
     if env_cfg is None:
         raise SystemExit(f"{args.method} did not run in view {args.view}")
-    env, params = build_mec(env_cfg, action_space=method.get("action_space"))
-    per_episode = scheduling.expected_decisions_per_episode(env, params)
-    train_steps, episodes = scheduling.train_steps_of(cfg, per_episode)
-    method = scheduling._method_config(cfg, method, episodes, per_episode / int(params.num_slots))
+    setup = scheduling.setup_method(cfg, method, env_cfg)
+    env, params, method, train_steps = setup.env, setup.params, setup.method, setup.train_steps
     changes = {}
     for item in args.set:
         name, _, text = item.partition("=")

@@ -161,20 +161,25 @@ def greedy_probs(policy_fn, state: AgentState, obs: jax.Array, key: jax.Array) -
     return jnp.mean(jax.vmap(lambda k: policy_fn(state, params, obs, k))(keys), axis=0)
 
 
+def acting_probs(policy_fn, state: AgentState, obs: jax.Array, key: jax.Array,
+                 explore: bool | jax.Array) -> jax.Array:
+    """What an action is chosen from: one chain's π when exploring (to be sampled), else
+    `greedy_probs` (to take the argmax of). A Python bool `explore` builds only its branch."""
+    if explore is True:
+        return policy_fn(state, state.actor.params, obs, key)
+    mean = greedy_probs(policy_fn, state, obs, key)
+    if explore is False:
+        return mean
+    return jnp.where(explore, policy_fn(state, state.actor.params, obs, key), mean)
+
+
 def act_probs(policy_fn, state: AgentState, obs: jax.Array, key: jax.Array,
               explore: bool | jax.Array) -> tuple[jax.Array, jax.Array]:
     """(action, the π it came from): a draw from one chain's π when exploring, else the
-    argmax of `greedy_probs`. A Python bool `explore` builds only the branch it takes."""
+    argmax of `greedy_probs`."""
     key_chain, key_action = jax.random.split(key)
-    if explore is True:
-        probs = policy_fn(state, state.actor.params, obs, key_chain)
-        return common.select_action(probs, key_action, True), probs
-    mean = greedy_probs(policy_fn, state, obs, key_chain)
-    if explore is False:
-        return common.select_action(mean, key_action, False), mean
-    probs = policy_fn(state, state.actor.params, obs, key_chain)
-    action = jnp.where(explore, common.select_action(probs, key_action, True), jnp.argmax(mean, axis=-1))
-    return action.astype(jnp.int32), jnp.where(explore, probs, mean)
+    probs = acting_probs(policy_fn, state, obs, key_chain, explore)
+    return common.select_action(probs, key_action, explore), probs
 
 
 def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:

@@ -66,13 +66,7 @@ def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.A
     """A set of servers (bool mask): sampled count and ranking, or the most likely ones
     (greedy: of the chain-averaged π, as `d2sac.greedy_probs`)."""
     key_chain, key_count, key_rank = jax.random.split(key, 3)
-    if explore is True:
-        probs = policy(state, state.actor.params, obs, key_chain)
-    elif explore is False:
-        probs = d2sac.greedy_probs(policy, state, obs, key_chain)
-    else:
-        probs = jnp.where(explore, policy(state, state.actor.params, obs, key_chain),
-                          d2sac.greedy_probs(policy, state, obs, key_chain))  # fmt: skip
+    probs = d2sac.acting_probs(policy, state, obs, key_chain, explore)
     servers = num_servers(state)
     log_es = jnp.log(jnp.clip(probs[..., :servers], 1e-8, 1.0))
     log_count = jnp.log(jnp.clip(probs[..., servers:], 1e-8, 1.0))

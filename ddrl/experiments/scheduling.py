@@ -31,6 +31,7 @@ reductions with bootstrap intervals beside the seed paper's claims), `learning_c
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 import time
@@ -166,6 +167,29 @@ def train_steps_of(cfg: DictConfig, decisions_per_episode: float) -> tuple[int, 
 SLOT_SCHEDULE_KEYS = ("learning_starts", "train_every", "exploration_start", "exploration_steps")
 
 
+@dataclasses.dataclass
+class MethodSetup:
+    """One method in one view: its environment and its config converted to that environment's
+    slot schedule and to the experiment's budget (what every runner of these tables trains)."""
+
+    env: Any
+    params: Any
+    method: DictConfig  # the converted config (a scheduler's as it was)
+    train_steps: int  # environment steps per seed
+    episodes: float  # what they amount to in episodes
+    decisions_per_episode: float
+
+
+def setup_method(cfg: DictConfig, method: DictConfig, env_cfg: DictConfig) -> MethodSetup:
+    """Build `env_cfg` for `method` and convert the method's step counts to it and to the budget."""
+    env, params = build_mec(env_cfg, action_space=method.get("action_space"))
+    per_episode = expected_decisions_per_episode(env, params)
+    train_steps, episodes = train_steps_of(cfg, per_episode)
+    if method.get("kind") != "scheduler":
+        method = _method_config(cfg, method, episodes, per_episode / int(params.num_slots))
+    return MethodSetup(env, params, method, train_steps, episodes, per_episode)
+
+
 def _method_config(cfg: DictConfig, method: DictConfig, episodes: float, decisions_per_slot: float) -> DictConfig:
     """The method's config for this env and budget: slot schedule, capped warm-up, ε ramp.
 
@@ -220,11 +244,10 @@ def planned_runs(cfg: DictConfig) -> list[tuple[str, str, float]]:
             rows[view].append(key)
             if view == "published" and env_cfg.env_copy == "own" and key in rows.get("fidelity", []):
                 continue  # reused
-            env, params = build_mec(env_cfg, action_space=method.get("action_space"))
-            per_episode = expected_decisions_per_episode(env, params)
-            steps = eval_episodes * per_episode
+            setup = setup_method(cfg, method, env_cfg)
+            steps = eval_episodes * setup.decisions_per_episode
             if method.get("kind") != "scheduler":
-                steps += train_steps_of(cfg, per_episode)[0]
+                steps += setup.train_steps
             planned.append((view, key, steps * num_seeds))
     return planned
 
@@ -259,19 +282,16 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
                 results[view][key] = {**results["fidelity"][key], "reused_from": "fidelity"}
                 continue
             progress.start(view, key)
-            env, params = build_mec(env_cfg, action_space=method.get("action_space"))
-            per_episode = expected_decisions_per_episode(env, params)
-            train_steps, episodes = train_steps_of(cfg, per_episode)
-            budget_notes[view] = (f"{train_steps:,} environment steps (≈ {episodes:g} episodes of "
-                                  f"≈ {per_episode:,.0f} decisions) per seed")  # fmt: skip
+            setup = setup_method(cfg, method, env_cfg)
+            env, params = setup.env, setup.params
+            budget_notes[view] = (f"{setup.train_steps:,} environment steps (≈ {setup.episodes:g} episodes of "
+                                  f"≈ {setup.decisions_per_episode:,.0f} decisions) per seed")  # fmt: skip
             if method.get("kind") == "scheduler":
                 row = _evaluate_scheduler(env, params, method, eval_key, num_seeds, eval_episodes,
                                           bool(cfg.get("decision_time", True)))  # fmt: skip
             else:
-                row, history = _train_and_evaluate(
-                    cfg, env, params, _method_config(cfg, method, episodes, per_episode / int(params.num_slots)),
-                    train_steps, eval_key, eval_episodes, run_dir, view, key,
-                )  # fmt: skip
+                row, history = _train_and_evaluate(cfg, env, params, setup.method, setup.train_steps, eval_key,
+                                                   eval_episodes, run_dir, view, key)  # fmt: skip
                 histories[view][key] = history
             row.update(label=method.get("label") or key, env_copy=str(env_cfg.env_copy),
                        preset=str(env_cfg.preset), action_space=env.actions.kind,

@@ -44,7 +44,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ddrl import agents
-from ddrl.envs.scenarios import ConfigError, build_mec
+from ddrl.envs.scenarios import ConfigError
 from ddrl.experiments import scheduling
 from ddrl.experiments.tables import fmt_mean_ci
 from ddrl.provenance import atomic_write_text
@@ -210,11 +210,9 @@ def plan_methods(cfg: DictConfig) -> list[MethodPlan]:
         env_cfg = scheduling.view_env_config(cfg, VIEW, key)
         if env_cfg is None:
             raise ConfigError(f"methods.{key}.views", f"{key!r} does not run in the {VIEW} view")
-        env, params = build_mec(env_cfg, action_space=method.get("action_space"))
-        per_episode = scheduling.expected_decisions_per_episode(env, params)
-        train_steps, episodes = scheduling.train_steps_of(cfg, per_episode)
-        converted = scheduling._method_config(cfg, method, episodes, per_episode / int(params.num_slots))
-        algo_cfg = OmegaConf.to_container(converted, resolve=True)
+        setup = scheduling.setup_method(cfg, method, env_cfg)
+        env, params, train_steps, episodes = setup.env, setup.params, setup.train_steps, setup.episodes
+        algo_cfg = OmegaConf.to_container(setup.method, resolve=True)
         space = OmegaConf.to_container(spaces[key], resolve=True) if spaces[key] is not None else None
         dimensions = parse_space(key, algo_cfg, space)
         config = agents.make_config(algo_cfg["name"], _hyper_parameters(algo_cfg))
