@@ -16,6 +16,7 @@ directory (exit 1), Ctrl-C or SIGTERM (exit 130); the manifest then says `failed
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import time
@@ -129,27 +130,30 @@ def hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     resume = bool(cfg.get("resume"))
+    stop_on_interrupt = contextlib.ExitStack()  # from the claim to the summary no Ctrl-C is lost
+    stop_on_interrupt.enter_context(interrupts.installed())
     try:
         validate(cfg)
         config = OmegaConf.to_container(cfg, resolve=True)
         earlier = provenance.claim(run_dir, config, resume)
         manifest = provenance.start(run_dir, config, list(hydra_cfg.overrides.task), resume, earlier)
     except (ConfigError, provenance.RunDirError) as error:
+        stop_on_interrupt.close()
         _fail(str(error))
     except OSError as error:
+        stop_on_interrupt.close()
         _fail(f"cannot write to run directory {run_dir}: {error}", code=1)
+    except KeyboardInterrupt:  # during the claim: mark the manifest failed if it was written yet
+        stop_on_interrupt.close()
+        written = provenance.read_manifest(run_dir)  # ours only if `running`: we hold the lock
+        _interrupted(cfg, run_dir, written if written and written.get("status") == "running" else None)
     try:
-        with interrupts.installed():
+        with stop_on_interrupt:
             summary = _run(cfg, run_dir)
             interrupts.raise_if_requested()  # a Ctrl-C whose exception Python swallowed
             provenance.atomic_write_text(run_dir / "summary.json", provenance.strict_json(summary))
     except KeyboardInterrupt:
-        for name in provenance.RESULT_FILES:  # written just before the stop: not a finished run
-            (run_dir / name).unlink(missing_ok=True)
-        where = provenance.last_step(run_dir)
-        text = f"interrupted at step {where[1]} of {where[0]}" if where else "interrupted before any chunk of training ended"
-        provenance.finish(run_dir, manifest, "failed", text)
-        _fail(text + ("; resume with resume=true" if "resume" in cfg else "; rerun it"), code=130)
+        _interrupted(cfg, run_dir, manifest)
     except ConfigError as error:
         provenance.finish(run_dir, manifest, "failed", str(error))
         _fail(str(error))
@@ -167,6 +171,18 @@ def hydra_main(cfg: DictConfig) -> float:
         print_table(summary)
     print_where(cfg, run_dir)
     return objective(cfg, summary)
+
+
+def _interrupted(cfg: DictConfig, run_dir: Path, manifest: dict[str, Any] | None) -> None:
+    """Ctrl-C or SIGTERM: the manifest (if any) `failed` with where the run stopped (its
+    results, if just written, removed by `finish`), one line, exit 130."""
+    from ddrl import provenance
+
+    where = provenance.last_step(run_dir)
+    text = f"interrupted at step {where[1]} of {where[0]}" if where else "interrupted before any chunk of training ended"
+    if manifest is not None:
+        provenance.finish(run_dir, manifest, "failed", text)
+    _fail(text + ("; resume with resume=true" if "resume" in cfg else "; rerun it"), code=130)
 
 
 def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
