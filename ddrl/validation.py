@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from ddrl.envs.mec import OBSERVATIONS
 from ddrl.envs.scenarios import ENV_COPIES, PRESETS, SCENARIOS, TRACE_DEFAULTS, ConfigError
 
 UNBOUNDED = math.inf
@@ -122,7 +123,7 @@ MEC_ENV = Map({
     "action_space": Choice(*ACTION_SPACES, nullable=True),
     "topk": Int(1, 4096, nullable=True),
     "allocation": Choice("cwa", "cwa_published", "hecwa", nullable=True),
-    "observation": Choice("authors", "rich"),
+    "observation": Choice(*OBSERVATIONS),
     "num_tasks": Int(1, 4096, nullable=True),
     "capacity": List(_POSITIVE, nullable=True, nonempty=True),
     "rate": List(_POSITIVE, nullable=True, nonempty=True),
@@ -153,11 +154,12 @@ SCHEDULER_FIELDS = {"name": STR, "kind": STR, "label": OPT_STR,
 # Keys of a learner's method config that the trainer reads (ddrl.training.METHOD_KEYS), not the agent.
 TRAINER_FIELDS = {
     "per_bs": BOOL,
-    "group_acting": Choice("gather", "dense"),
+    "group_acting": Choice("auto", "gather", "dense"),
     "action_space": Choice(*ACTION_SPACES, nullable=True),
     "label": OPT_STR,
     "views": List(STR, nullable=True, nonempty=True),
-    "decisions_per_slot": Float(0, low_open=True),
+    "decisions_per_slot": Float(0, low_open=True, nullable=True),
+    "train_view": OPT_STR,  # train only in this view; evaluate its weights in the others (zero-shot)
 }
 
 # Hyper-parameter ranges by name (types come from the agent's Config annotations).
@@ -247,7 +249,9 @@ SCHEDULING = {
     "views": List(STR, nonempty=True),
     "published_env": Map(item=Choice(*ENV_COPIES), nullable=True),
     "scenario_views": Map(item=Map({"title": OPT_STR, "preset": Choice("clean", "fidelity", nullable=True),
-                                    "env": Map(item=ANY, nullable=True)}), nullable=True),
+                                    "env": Map(item=ANY, nullable=True), "x": Float(nullable=True)}),
+                          nullable=True),
+    "x_axis": Map({"label": STR}, nullable=True),  # the views' `x` is this (scale.md, scale.png)
     "delay_percentiles": BOOL,
     "skip_unbuildable": BOOL,
     "fallbacks": Map(item=STR, nullable=True),
@@ -352,6 +356,9 @@ def _check_selection(config: dict[str, Any], runner: str) -> None:
         for view in method.get("views") or []:
             if view not in views:
                 raise ConfigError(f"methods.{key}.views", f"unknown view {view!r}; expected some of {views}")
+        train_view = method.get("train_view")
+        if train_view is not None and train_view not in views:
+            raise ConfigError(f"methods.{key}.train_view", f"unknown view {train_view!r}; expected one of {views}")
     for name in ("headline", "yardstick"):
         value = config.get(name)
         if value is not None and value not in methods:

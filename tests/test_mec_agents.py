@@ -219,19 +219,25 @@ def test_per_bs_dense_acting_equals_the_per_environment_gather(name):
         return inner.act(own, obs[e : e + 1], one, keys[e : e + 1], True)
 
     expected = [reference(e) for e in range(envs)]
-    for agent in (dense, gather):
+    auto = make_agent(name, config, spec, per_group=True)  # dense here (7 envs >= 3 groups)
+    for agent in (dense, gather, auto):
         action, aux = jax.jit(lambda s: agent.act(s, obs, ctx, keys, True))(state)
         np.testing.assert_array_equal(np.asarray(action), np.concatenate([np.asarray(a) for a, _ in expected]))
         if name == "lad_ts":
             np.testing.assert_allclose(np.asarray(aux), np.concatenate([np.asarray(p) for _, p in expected]),
                                        rtol=1e-5, atol=1e-6)  # fmt: skip
-            recorded = dense.record(state, ctx, aux)
-            for e in range(envs):
-                g, c = int(ctx.group[e]), int(ctx.cell[e])
-                np.testing.assert_allclose(np.asarray(recorded.latent[g, c]), np.asarray(aux[e]), rtol=1e-6)
-            untouched = np.ones((groups, 6), bool)
-            untouched[np.asarray(ctx.group), np.asarray(ctx.cell)] = False
-            np.testing.assert_array_equal(np.asarray(recorded.latent)[untouched], np.asarray(state.latent)[untouched])
+    few = slice(0, 2)  # fewer environments than groups: auto gathers
+    small_ctx = jax.tree.map(lambda leaf: leaf[few] if leaf.ndim else leaf, ctx)
+    action, _ = jax.jit(lambda s: auto.act(s, obs[few], small_ctx, keys[few], True))(state)
+    np.testing.assert_array_equal(np.asarray(action), np.concatenate([np.asarray(a) for a, _ in expected[few]]))
+    if name == "lad_ts":
+        recorded = dense.record(state, ctx, aux)
+        for e in range(envs):
+            g, c = int(ctx.group[e]), int(ctx.cell[e])
+            np.testing.assert_allclose(np.asarray(recorded.latent[g, c]), np.asarray(aux[e]), rtol=1e-6)
+        untouched = np.ones((groups, 6), bool)
+        untouched[np.asarray(ctx.group), np.asarray(ctx.cell)] = False
+        np.testing.assert_array_equal(np.asarray(recorded.latent)[untouched], np.asarray(state.latent)[untouched])
 
 
 def agents_config(name):

@@ -36,7 +36,7 @@ def _permute_rich(obs: jax.Array, order: np.ndarray) -> jax.Array:
     return out
 
 
-@pytest.mark.parametrize("observation", ["authors", "rich"])
+@pytest.mark.parametrize("observation", ["authors", "rich", "servers"])
 def test_tokens_read_each_server_and_the_task_from_the_env_observation(observation):
     params = MECParams(capacity=jnp.array([10.0, 30.0, 50.0]), rate=jnp.array([400.0, 450.0, 500.0]))
     env = MEC(num_servers=3, observation=observation, default_params=params)
@@ -48,16 +48,20 @@ def test_tokens_read_each_server_and_the_task_from_the_env_observation(observati
     tokens = np.asarray(layout.tokens(obs))
     assert layout.kind == observation and tokens.shape == (3, layout.token_size)
     np.testing.assert_allclose(tokens[:, 0], [1.0, 2.0, 3.0])
-    if observation == "rich":
+    if observation in ("rich", "servers"):
         bs = int(env.deciding_bs(state))
         np.testing.assert_allclose(tokens[:, 1:4], np.stack([[0.1, 0.2, 0.3], [0.7, 0.8, 0.9],
                                                              np.eye(3)[bs]], axis=1), rtol=1e-6)  # fmt: skip
         task = [state.data_size, state.workload, state.tx_busy[bs], state.slot / env.default_params.num_slots]
-        np.testing.assert_allclose(tokens[:, 4:], np.tile(np.asarray(task, np.float32), (3, 1)), rtol=1e-6)
+        statics = 2 if observation == "servers" else 0
+        if statics:  # capacity and rate over their means: 10/30, 30/30, 50/30 and 400/450, 1, 500/450
+            np.testing.assert_allclose(tokens[:, 4:6], [[1 / 3, 8 / 9], [1.0, 1.0], [5 / 3, 10 / 9]], rtol=1e-6)
+        np.testing.assert_allclose(tokens[:, 4 + statics :], np.tile(np.asarray(task, np.float32), (3, 1)),
+                                   rtol=1e-6)  # fmt: skip
     else:
         np.testing.assert_allclose(tokens[:, 1], float(state.data_size), rtol=1e-6)
     with pytest.raises(ValueError, match="no MEC observation"):
-        d2sac_set.TokenLayout.of(7, 3)  # sizes over 3 servers: 4, 5, 16
+        d2sac_set.TokenLayout.of(7, 3)  # sizes over 3 servers: 4, 5, 16, 22
 
 
 def test_permuting_the_servers_permutes_scores_greedy_set_and_leaves_q_unchanged():

@@ -11,6 +11,8 @@ import dataclasses
 from types import ModuleType
 from typing import Any
 
+import jax
+
 from ddrl.agents import common, d2sac, d2sac_factored, d2sac_set, dqn, lad_ts, ppo, sac, topk_dqn
 from ddrl.agents.base import ActContext, AgentSpec, ModuleAgent, OnPolicyModuleAgent
 from ddrl.agents.per_group import PerGroup
@@ -38,7 +40,7 @@ AGENT_CLASSES: dict[str, type] = {
     "topk_dqn": topk_dqn.TopKAgent,
 }
 
-__all__ = ["ActContext", "AgentSpec", "PerGroup", "REGISTRY", "get", "make_agent", "make_config"]
+__all__ = ["ActContext", "AgentSpec", "PerGroup", "REGISTRY", "get", "make_agent", "make_config", "transfer_weights"]
 
 
 def get(name: str) -> ModuleType:
@@ -60,7 +62,7 @@ def make_config(name: str, overrides: Any = None) -> Any:
 
 
 def make_agent(name: str, config: Any, spec: AgentSpec, per_group: bool = False,
-               group_acting: str = "dense") -> Any:
+               group_acting: str = "auto") -> Any:
     """The agent `name` with `config` (a Config) for an environment described by `spec`.
 
     `per_group`: one agent per base station (`spec.num_groups` of them, stacked).
@@ -78,3 +80,38 @@ def make_agent(name: str, config: Any, spec: AgentSpec, per_group: bool = False,
 
 def _keys(mapping: Any) -> list[str]:
     return list(mapping.keys())
+
+
+def transfer_weights(source: Any, target: Any) -> Any:
+    """`target` (agent states) with every network weight taken from `source`.
+
+    Zero-shot transfer: a policy trained on one environment evaluated on another (e.g. at
+    another number of servers) keeps `target`'s replay-free rest (counters, schedules,
+    optimiser states, its static layout) and `source`'s weights: the leaves under a `params`
+    node (train states, target networks, log α). Both must be states of the same agent
+    (same tree once static fields are set aside); a weight whose shape differs, as every
+    weight of a per-BS stack or of a network whose width depends on B does, is a ValueError.
+    Works on arrays or on `jax.ShapeDtypeStruct`s (a check before anything is trained).
+    """
+    source_leaves = jax.tree_util.tree_flatten_with_path(source)[0]
+    target_leaves, treedef = jax.tree_util.tree_flatten_with_path(target)
+    if len(source_leaves) != len(target_leaves):
+        raise ValueError(f"zero-shot transfer: the agent states differ ({len(source_leaves)} vs "
+                         f"{len(target_leaves)} leaves)")  # fmt: skip
+    leaves = []
+    for (path, weight), (target_path, kept) in zip(source_leaves, target_leaves):
+        if path != target_path:
+            raise ValueError(f"zero-shot transfer: the agent states differ at {jax.tree_util.keystr(path)}")
+        if not _is_weight(path):
+            leaves.append(kept)
+            continue
+        if weight.shape != kept.shape:
+            raise ValueError(f"zero-shot transfer: weight {jax.tree_util.keystr(path)} has shape {weight.shape} "
+                             f"here and {kept.shape} there; only networks whose weights do not depend on the "
+                             "environment's size (d2sac_set, one agent for every BS: per_bs false) transfer")
+        leaves.append(weight)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _is_weight(path: tuple) -> bool:
+    return any(getattr(entry, "name", getattr(entry, "key", None)) == "params" for entry in path)

@@ -13,9 +13,11 @@ every token:
   authors obs [D, W, Q_1..Q_B]       token_i = [Q_i, D, W]       (non-density workloads)
   rich obs [D, W, Q, L, TX_b, e_b, t/T, u]
                                      token_i = [Q_i, L_i, u_i, 1{i = b}, D, W, TX_b, t/T]
+  servers obs [rich, f / mean f, r / mean r]
+                                     token_i = [Q_i, L_i, u_i, 1{i = b}, f_i, r_i, D, W, TX_b, t/T]
 (Q queue, L slot load, u capacity factor, e_b one-hot of the deciding BS b, TX_b its
 transmitter backlog, t/T slot progress). The layout is told apart by the observation's size
-(1 + B, 2 + B, 4B + 4 are distinct for B >= 1), or named in `Config.observation_layout`.
+(1 + B, 2 + B, 4B + 4, 6B + 4 are distinct for B >= 1), or named in `Config.observation_layout`.
 
 Encoder (actor and critic, each its own weights): h_i = φ(token_i), a shared MLP, then one
 permutation-equivariant mixing layer e_i = ψ([h_i, mean_j h_j, max_j h_j]) and the set
@@ -58,7 +60,9 @@ entropy ratio applies to the largest entropy B·log 2. The split of the task ove
 the environment's `cwa` (MEC `mask` action space). Limitation: the authors' observation
 carries no server capacity or rate, so to these networks the servers differ only by their
 queues (a flat MLP tells them apart by position); the rich observation adds the deciding-BS
-flag and the capacity factors but not the capacities themselves.
+flag and the capacity factors, and the `servers` observation (env.observation=servers) each
+ES's capacity and rate, which is what one shared agent serving every BS at any B needs
+(`+experiment=scale`).
 """
 from __future__ import annotations
 
@@ -77,7 +81,7 @@ from ddrl.nets import MLP, DiffusionSchedule, activation_fn, make_schedule, samp
 KIND = "off_policy"
 SAMPLED_POLICY = True
 HPARAMS = d2sac.HPARAMS + ("relax_temperature",)  # vmappable hyper-parameters
-LAYOUTS = ("auto", "authors", "authors_workload", "rich")
+LAYOUTS = ("auto", "authors", "authors_workload", "rich", "servers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +110,8 @@ class TokenLayout:
     @staticmethod
     def obs_sizes(num_servers: int) -> dict[str, int]:
         """Observation size of each layout (`MEC.obs_size`)."""
-        return {"authors": 1 + num_servers, "authors_workload": 2 + num_servers, "rich": 4 * num_servers + 4}
+        return {"authors": 1 + num_servers, "authors_workload": 2 + num_servers, "rich": 4 * num_servers + 4,
+                "servers": 6 * num_servers + 4}
 
     @classmethod
     def of(cls, obs_size: int, num_servers: int, kind: str = "auto") -> "TokenLayout":
@@ -129,14 +134,16 @@ class TokenLayout:
     @property
     def token_size(self) -> int:
         """Features per token (per-server + global)."""
-        return {"authors": 2, "authors_workload": 3, "rich": 8}[self.kind]
+        return {"authors": 2, "authors_workload": 3, "rich": 8, "servers": 10}[self.kind]
 
     def tokens(self, obs: jax.Array) -> jax.Array:
         """(..., obs_size) -> (..., B, token_size): [per-server features, global features]."""
         B = self.num_servers
-        if self.kind == "rich":
+        if self.kind in ("rich", "servers"):
             block = lambda start: obs[..., start : start + B]  # noqa: E731
             per_server = [block(2), block(2 + B), block(4 + 3 * B), block(3 + 2 * B)]  # Q, L, u, 1{i = b}
+            if self.kind == "servers":
+                per_server += [block(4 + 4 * B), block(4 + 5 * B)]  # f_i / mean f, r_i / mean r
             task = jnp.concatenate([obs[..., :2], obs[..., 2 + 2 * B : 3 + 2 * B], obs[..., 3 + 3 * B : 4 + 3 * B]],
                                    axis=-1)  # D, W, TX_b, t/T  # fmt: skip
         else:

@@ -10,7 +10,9 @@ them without a Python loop:
   gathers each environment's own agent state and runs it on that environment alone
   (matrix-vector products, but 1/N of the work). Both give the same actions for the same
   keys; which one is faster depends on N, the network and the batch (`python -m ddrl.bench
-  amsa` measures it). What acting changes in a state (`record`) is written densely with
+  amsa` measures it). `"auto"` (the default) acts densely where the batch holds at least as
+  many environments as there are groups and gathers otherwise: one evaluation episode at a
+  time, or B = 50 BSs over 32 environments, would make dense acting do N times the work. What acting changes in a state (`record`) is written densely with
   the other groups' decisions masked out, whichever way the actions were computed;
 * replay: one buffer per group; a transition goes only to the deciding BS's buffer;
 * learning: every group makes one update on a batch from its own buffer (vmapped).
@@ -26,7 +28,7 @@ import jax.numpy as jnp
 from ddrl.agents import common
 from ddrl.agents.base import ActContext, AgentSpec, OffPolicyBase
 
-ACTING = ("dense", "gather")
+ACTING = ("auto", "dense", "gather")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +37,7 @@ class PerGroup(OffPolicyBase):
 
     inner: Any
     num_groups: int
-    acting: str = "dense"
+    acting: str = "auto"
 
     def __post_init__(self):
         if self.acting not in ACTING:
@@ -93,7 +95,8 @@ class PerGroup(OffPolicyBase):
 
     def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
             explore: bool | jax.Array) -> tuple[jax.Array, Any]:
-        if self.acting == "gather":
+        gather = self.acting == "gather" or (self.acting == "auto" and obs.shape[0] < self.num_groups)
+        if gather:
             def one(group, single_obs, key, cell, active):
                 own = jax.tree.map(lambda leaf: leaf[group], state)
                 single_ctx = ActContext(ctx.env_steps, jnp.zeros((1,), jnp.int32), cell[None], active[None])

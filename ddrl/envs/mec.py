@@ -30,7 +30,7 @@ from ddrl.envs.trace import TraceTables, cell_index
 
 ARRIVAL_MODELS = ("bernoulli", "uniform_count", "trace")
 WORKLOAD_MODELS = ("density", "diffusion_steps", "trace")
-OBSERVATIONS = ("authors", "rich")
+OBSERVATIONS = ("authors", "rich", "servers")  # servers: rich + each ES's capacity and rate
 _UNIFORMS_PER_STEP = 7  # next-task gap, data size, four task-attribute draws, first gap after a reset
 
 
@@ -202,6 +202,8 @@ class MEC(environment.Environment[MECState, MECParams]):
         B = self.num_servers
         if self.observation == "rich":
             return 2 + 3 * B + 1 + B + 1
+        if self.observation == "servers":
+            return 2 + 3 * B + 1 + B + 1 + 2 * B
         return (1 if self.workload_model == "density" else 2) + B
 
     def reset_env(self, key: jax.Array, params: MECParams) -> tuple[jax.Array, MECState]:
@@ -255,21 +257,27 @@ class MEC(environment.Environment[MECState, MECParams]):
         return jnp.zeros((), bool)
 
     def get_obs(self, state: MECState, params: MECParams | None = None, key=None) -> jax.Array:
-        """Authors' observation [D, (W,) Q_1..Q_B], or the rich one (MEC_MODEL.md §6)."""
+        """Authors' observation [D, (W,) Q_1..Q_B], the rich one (MEC_MODEL.md §6), or
+        `servers`: the rich one followed by each ES's capacity f_i / mean(f) and rate
+        r_i / mean(r) (static; what a network that does not know the servers by position,
+        e.g. `d2sac_set`, needs to tell them apart)."""
+        params = self.default_params if params is None else params
+        rich = self.observation in ("rich", "servers")
         parts = [state.data_size[None]]
-        if self.observation == "rich" or self.workload_model != "density":
+        if rich or self.workload_model != "density":
             parts.append(state.workload[None])
         parts.append(state.queue)
-        if self.observation == "rich":
+        if rich:
             bs = self.deciding_bs(state)
-            num_slots = (self.default_params if params is None else params).num_slots
             parts += [
                 state.slot_load,
                 state.tx_busy[bs][None],
                 jax.nn.one_hot(bs, self.num_servers),
-                (state.slot / num_slots)[None],
+                (state.slot / params.num_slots)[None],
                 state.last_capacity_factor,
             ]
+        if self.observation == "servers":
+            parts += [params.capacity / jnp.mean(params.capacity), params.rate / jnp.mean(params.rate)]
         return jnp.concatenate(parts).astype(jnp.float32)
 
     # --- the physics --------------------------------------------------------------------

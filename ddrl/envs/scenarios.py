@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from ddrl.envs.actions import ActionSpace
 from ddrl.envs import trace as genai
-from ddrl.envs.mec import MEC, MECParams, Quirks
+from ddrl.envs.mec import MEC, OBSERVATIONS, MECParams, Quirks
 
 
 class ConfigError(ValueError):
@@ -207,8 +207,8 @@ def build_mec(env_cfg: Mapping[str, Any], action_space: str | None = None) -> tu
     if allocation not in ("cwa", "cwa_published", "hecwa"):
         raise ConfigError("env.allocation", f"unknown {allocation!r}; expected cwa, cwa_published or hecwa")
     observation = _get(env_cfg, "observation", "authors")
-    if observation not in ("authors", "rich"):
-        raise ConfigError("env.observation", f"unknown {observation!r}; expected authors or rich")
+    if observation not in OBSERVATIONS:
+        raise ConfigError("env.observation", f"unknown {observation!r}; expected one of {list(OBSERVATIONS)}")
     space = action_space or _get(env_cfg, "action_space", scenario.action_space)
     num_servers = len(values["capacity"])
     trace_tables = None

@@ -24,6 +24,13 @@ that needs the clean preset) is left out with a note in results.md and in summar
 `skipped`, instead of stopping the run; `fallbacks` (method -> method) runs a method only
 where the one it stands in for was left out; `decision_time: false` skips the latency probe.
 
+Zero-shot transfer (`+experiment=scale`): a learner with `train_view: V` trains only in view V
+and is evaluated in every other view with V's trained weights (`ddrl.agents.transfer_weights`,
+no retraining); its rows say `trained_in`. V runs first; a method identical to another one but
+for its label and `train_view` reuses that one's training in V. A scenario view may carry a
+number `x` (the experiment's `x_axis`, e.g. B): then `scale.md` and `scale.png` set make-span,
+failure rate and the gap to the yardstick against it.
+
 Writes `results.md` (per view: make-span ± 95 % CI over seeds, failure rate, gap to
 optimal_myopic, training wall time, decision time per task; the headline method's
 reductions with bootstrap intervals beside the seed paper's claims), `learning_curves.png`,
@@ -47,8 +54,8 @@ from ddrl.evaluate import delay_percentiles
 from ddrl.progress import ExperimentProgress
 from ddrl.provenance import atomic_write_text
 from ddrl.schedulers import SCHEDULERS, make_scheduler
-from ddrl.experiments.tables import (PERCENTILES, fmt_mean_ci, comparisons, plot_delay_distributions, plot_learning_curves,
-                                    results_table)
+from ddrl.experiments.tables import (PERCENTILES, comparisons, fmt_mean_ci, plot_against_x, plot_delay_distributions,
+                                    plot_learning_curves, results_table, scale_table)
 from ddrl.stats import mean_ci
 from ddrl.timing import decision_time_us
 
@@ -91,6 +98,50 @@ def validate(cfg: DictConfig) -> None:
             env_cfg = view_env_config(cfg, view, key)
             if env_cfg is not None:
                 unbuildable(cfg, key, method, env_cfg)
+    for key, method in _selected(cfg).items():
+        if method.get("train_view") is not None:
+            _check_transfer(cfg, key, method)
+
+
+def _check_transfer(cfg: DictConfig, key: str, method: DictConfig) -> None:
+    """A `train_view` method: a learner, its training view part of the run, and weights that
+    fit every other view's environment (shapes only: nothing is compiled)."""
+    from ddrl.training import make_trainer
+
+    train_view = str(method.train_view)
+    if method.get("kind") == "scheduler":
+        raise ConfigError(f"methods.{key}.train_view", "a scheduler is not trained")
+    if train_view not in cfg.views or view_env_config(cfg, train_view, key) is None:
+        raise ConfigError(f"methods.{key}.train_view", f"{train_view!r} is not one of this run's views for it "
+                          f"({list(cfg.views)}): the method trains there")  # fmt: skip
+
+    def weight_shapes(view: str) -> Any:
+        setup = setup_method(cfg, method, view_env_config(cfg, view, key))
+        trainer = make_trainer(setup.method, setup.env, setup.params, setup.train_steps, num_envs=1, num_chunks=1)
+        return jax.eval_shape(trainer.init_agent, jax.random.PRNGKey(0))
+
+    source = weight_shapes(train_view)
+    for view in cfg.views:
+        env_cfg = view_env_config(cfg, view, key)
+        if view == train_view or env_cfg is None or unbuildable(cfg, key, method, env_cfg) is not None:
+            continue
+        try:
+            agents.transfer_weights(source, weight_shapes(view))
+        except ValueError as error:
+            raise ConfigError(f"methods.{key}.train_view", f"view {view}: {error}") from None
+
+
+def _view_order(cfg: DictConfig) -> list[str]:
+    """The views in the order they run: those other methods transfer from first."""
+    sources = {str(m.train_view) for m in _selected(cfg).values() if m.get("train_view") is not None}
+    return [v for v in cfg.views if v in sources] + [v for v in cfg.views if v not in sources]
+
+
+def _same_training(method: DictConfig, other: DictConfig) -> bool:
+    """Whether two method configs train the same way (label, views and train_view aside)."""
+    ignored = ("label", "views", "train_view")
+    strip = lambda m: {k: v for k, v in OmegaConf.to_container(m, resolve=True).items() if k not in ignored}  # noqa: E731
+    return strip(method) == strip(other)
 
 
 def unbuildable(cfg: DictConfig, key: str, method: DictConfig, env_cfg: DictConfig) -> str | None:
@@ -200,7 +251,7 @@ def _method_config(cfg: DictConfig, method: DictConfig, episodes: float, decisio
     smaller budget compresses the ramp in proportion (never stretches it), so that every
     baseline ends its run as greedy as it does in the paper.
     """
-    if "decisions_per_slot" in method:
+    if method.get("decisions_per_slot") is not None:  # null: the step counts are in decisions
         method = _schedule_for(method, decisions_per_slot)
     updates: dict[str, Any] = {}
     cap = cfg.budget.get("learning_starts")
@@ -233,7 +284,7 @@ def planned_runs(cfg: DictConfig) -> list[tuple[str, str, float]]:
     eval_episodes = min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
     fallbacks = dict(cfg.get("fallbacks") or {})
     planned, rows = [], {}  # rows: view -> the methods with a result there, as in `run`
-    for view in cfg.views:
+    for view in _view_order(cfg):
         rows[view] = []
         for key, method in _selected(cfg).items():
             env_cfg = view_env_config(cfg, view, key)
@@ -246,7 +297,7 @@ def planned_runs(cfg: DictConfig) -> list[tuple[str, str, float]]:
                 continue  # reused
             setup = setup_method(cfg, method, env_cfg)
             steps = eval_episodes * setup.decisions_per_episode
-            if method.get("kind") != "scheduler":
+            if method.get("kind") != "scheduler" and method.get("train_view", view) == view:
                 steps += setup.train_steps
             planned.append((view, key, steps * num_seeds))
     return planned
@@ -264,7 +315,8 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     skipped: list[dict[str, str]] = []
     fallbacks = dict(cfg.get("fallbacks") or {})
     progress = ExperimentProgress(planned_runs(cfg))
-    for view in cfg.views:
+    trained_agents: dict[tuple[str, str], Any] = {}  # (view, method) -> agent states others transfer from
+    for view in _view_order(cfg):
         results[view], histories[view] = {}, {}
         for key, method in _selected(cfg).items():
             env_cfg = view_env_config(cfg, view, key)
@@ -286,18 +338,32 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             env, params = setup.env, setup.params
             budget_notes[view] = (f"{setup.train_steps:,} environment steps (≈ {setup.episodes:g} episodes of "
                                   f"≈ {setup.decisions_per_episode:,.0f} decisions) per seed")  # fmt: skip
+            train_view = method.get("train_view")
+            twin = next((other for other in results[view] if train_view == view
+                         and _same_training(method, cfg.methods[other])), None)  # fmt: skip
             if method.get("kind") == "scheduler":
                 row = _evaluate_scheduler(env, params, method, eval_key, num_seeds, eval_episodes,
                                           bool(cfg.get("decision_time", True)))  # fmt: skip
+            elif train_view is not None and train_view != view:
+                row = _evaluate_transferred(cfg, setup, trained_agents[(train_view, key)], eval_key, eval_episodes)
+            elif twin is not None:  # the same training as `twin` in this view: its weights and row
+                row = {**results[view][twin], "reused_from": twin}
+                trained_agents[(view, key)] = trained_agents[(view, twin)]
             else:
-                row, history = _train_and_evaluate(cfg, env, params, setup.method, setup.train_steps, eval_key,
+                row, trained = _train_and_evaluate(cfg, env, params, setup.method, setup.train_steps, eval_key,
                                                    eval_episodes, run_dir, view, key)  # fmt: skip
-                histories[view][key] = history
+                histories[view][key] = trained.history
+                trained_agents[(view, key)] = trained.final.agent
+            if train_view is not None:
+                row["trained_in"] = train_view
             row.update(label=method.get("label") or key, env_copy=str(env_cfg.env_copy),
                        preset=str(env_cfg.preset), action_space=env.actions.kind,
                        observation=str(env_cfg.get("observation", "authors")))  # fmt: skip
             results[view][key] = row
             progress.finish(f"make-span {fmt_mean_ci(row['make_span'])} s, failure rate {row['failure_rate'][0]:.4f}")
+        trained_agents = {k: v for k, v in trained_agents.items() if _still_needed(cfg, k)}
+    results = {view: results[view] for view in cfg.views}  # the tables in the order asked for
+    histories = {view: histories[view] for view in cfg.views}
     milp = milp_yardstick(cfg) if cfg.get("milp") and "clean" in cfg.views else None
     notes = sorted(set(budget_notes.values()))
     budget_note = notes[0] if len(notes) == 1 else "; ".join(f"{v}: {n}" for v, n in budget_notes.items())
@@ -307,6 +373,9 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
         plot_learning_curves(histories, run_dir / "learning_curves.png")
     if cfg.get("delay_percentiles"):
         plot_delay_distributions(cfg, results, run_dir / "delay_cdf.png")
+    if cfg.get("x_axis"):
+        atomic_write_text(run_dir / "scale.md", scale_table(cfg, results))
+        plot_against_x(cfg, results, run_dir / "scale.png")
     print(table)
     return {
         "methods": [
@@ -383,42 +452,68 @@ def eval_modes_of(cfg: DictConfig, trainer: Any) -> tuple[str, tuple[str, ...]]:
     return headline, tuple(dict.fromkeys((headline,) + modes))
 
 
-def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_episodes,
-                        run_dir, view, key) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _still_needed(cfg: DictConfig, source: tuple[str, str]) -> bool:
+    """Whether a kept agent state is still to be transferred (memory: drop it after its view)."""
+    view, key = source
+    method = cfg.methods[key]
+    return method.get("train_view") == view
+
+
+def _evaluate_learner(cfg, env, params, trainer, agent_states, eval_key, eval_episodes) -> dict[str, Any]:
+    """A learner's row: every evaluation mode it has on the same episodes (keys), the headline
+    mode's figures at the top level and each mode's under `modes`."""
     from ddrl.evaluate import evaluate_per_seed
-    from ddrl.experiments.methods import train_and_evaluate
 
-    evaluation: dict[str, Any] = {}
-
-    def evaluate(trained):
-        headline, modes = eval_modes_of(cfg, trained.trainer)
-        evaluation["headline"] = headline
-        for mode in modes:  # the same evaluation episodes (keys) for every mode
-            started = time.perf_counter()
-            metrics = evaluate_per_seed(env, params, lambda agent: trained.trainer.policy(agent, mode),
-                                        trained.final.agent, eval_key, eval_episodes)  # fmt: skip
-            evaluation[mode] = _metric_row(jax.block_until_ready(metrics))
-            evaluation[mode]["eval_wall_s"] = time.perf_counter() - started
-        return {f"{mode}/{metric}": evaluation[mode][metric][0] for mode in modes
-                for metric in ("make_span", "failure_rate")}  # fmt: skip
-
-    trained, _ = train_and_evaluate(cfg, method, env, params, train_steps, run_dir, f"{view}-{key}", evaluate,
-                                    num_envs=int(cfg.num_envs))  # fmt: skip
-    headline = evaluation.pop("headline")
+    headline, modes = eval_modes_of(cfg, trainer)
+    evaluation = {}
+    for mode in modes:
+        started = time.perf_counter()
+        metrics = evaluate_per_seed(env, params, lambda agent: trainer.policy(agent, mode), agent_states,
+                                    eval_key, eval_episodes)  # fmt: skip
+        evaluation[mode] = _metric_row(jax.block_until_ready(metrics))
+        evaluation[mode]["eval_wall_s"] = time.perf_counter() - started
     row = dict(evaluation[headline])
     row["eval_mode"] = headline
     row["modes"] = {mode: {k: result[k] for k in ("make_span", "failure_rate", "per_seed_make_span", "eval_wall_s")}
                     for mode, result in evaluation.items()}  # fmt: skip
+    first_seed = jax.tree.map(lambda x: x[0], agent_states)
+    row["decision_us"] = (decision_time_us(env, params, lambda agent: trainer.policy(agent, headline), first_seed)
+                          if cfg.get("decision_time", True) else math.nan)  # fmt: skip
+    return row
+
+
+def _evaluate_transferred(cfg, setup: MethodSetup, source_agents, eval_key, eval_episodes) -> dict[str, Any]:
+    """Agents trained elsewhere, their weights moved into fresh agents of this environment."""
+    from ddrl.training import make_trainer
+
+    trainer = make_trainer(setup.method, setup.env, setup.params, setup.train_steps, num_envs=int(cfg.num_envs))
+    num_seeds = jax.tree.leaves(source_agents)[0].shape[0]
+    fresh = jax.vmap(trainer.init_agent)(jax.random.split(jax.random.PRNGKey(int(cfg.seed)), num_seeds))
+    agent_states = agents.transfer_weights(source_agents, fresh)
+    return _evaluate_learner(cfg, setup.env, setup.params, trainer, agent_states, eval_key, eval_episodes)
+
+
+def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_episodes,
+                        run_dir, view, key) -> tuple[dict[str, Any], Any]:
+    from ddrl.experiments.methods import train_and_evaluate
+
+    rows: dict[str, Any] = {}
+
+    def evaluate(trained):
+        rows["row"] = row = _evaluate_learner(cfg, env, params, trained.trainer, trained.final.agent, eval_key,
+                                              eval_episodes)  # fmt: skip
+        return {f"{mode}/{metric}": result[metric][0] for mode, result in row["modes"].items()
+                for metric in ("make_span", "failure_rate")}  # fmt: skip
+
+    trained, _ = train_and_evaluate(cfg, method, env, params, train_steps, run_dir, f"{view}-{key}", evaluate,
+                                    num_envs=int(cfg.num_envs))  # fmt: skip
+    row = rows["row"]
     row["train_wall_s"] = trained.train_wall_s
     row["resumed"] = trained.resumed
     row["train_make_span"] = tuple(float(x) for x in mean_ci(trained.history["step_make_span"][-1]))
     row["env_steps_per_s"] = trained.env_steps_per_s
     row["env_steps"] = trained.trainer.total_steps
-    first_seed = jax.tree.map(lambda x: x[0], trained.final.agent)
-    row["decision_us"] = (decision_time_us(env, params, lambda agent: trained.trainer.policy(agent, headline),
-                                           first_seed)
-                          if cfg.get("decision_time", True) else math.nan)  # fmt: skip
-    return row, trained.history
+    return row, trained
 
 
 def _metric_row(metrics) -> dict[str, Any]:

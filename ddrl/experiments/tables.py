@@ -220,3 +220,86 @@ def plot_delay_distributions(cfg: DictConfig, results: dict, path: pathlib.Path)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _x_views(cfg: DictConfig, results: dict) -> list[tuple[float, str]]:
+    """(x, view) of the views that carry the experiment's `x_axis` value, by x."""
+    views = cfg.get("scenario_views") or {}
+    return sorted((float(views[v].x), v) for v in results if v in views and views[v].get("x") is not None)
+
+
+def _x_methods(results: dict, x_views: list[tuple[float, str]]) -> dict[str, str]:
+    """method -> label, in order of first appearance over the x views."""
+    methods: dict[str, str] = {}
+    for _, view in x_views:
+        for key, row in results[view].items():
+            methods.setdefault(key, row["label"])
+    return methods
+
+
+def scale_table(cfg: DictConfig, results: dict) -> str:
+    """Make-span, failure rate and gap to the yardstick against the views' `x` (`scale.md`)."""
+    x_views = _x_views(cfg, results)
+    methods = _x_methods(results, x_views)
+    yardstick = cfg.get("yardstick", "optimal_myopic")
+    label = str(cfg.x_axis.get("label", "x"))
+    head = "| method | mode | trained at |" + "".join(f" {x:g} |" for x, _ in x_views)
+    rule = "|---|---|---|" + "---|" * len(x_views)
+
+    def cell(view: str, key: str, what: str) -> str:
+        row = results[view].get(key)
+        if row is None:
+            return " – |"
+        if what == "make_span":
+            return f" {fmt_mean_ci(row['make_span'])} |"
+        if what == "failure_rate":
+            return f" {row['failure_rate'][0]:.4f} |"
+        reference = results[view].get(yardstick)
+        if reference is None:
+            return " – |"
+        return f" {100 * (row['make_span'][0] / reference['make_span'][0] - 1):+.1f} % |"
+
+    lines = [f"# {cfg.experiment_name}: against {label}", "",
+             "Each column one view (its own environment, trained and evaluated there unless `trained at` "
+             "says where the weights were trained: zero-shot transfer, no retraining). Headline mode per "
+             f"row as in results.md; mean ± 95 % CI over seeds; the gap is to `{yardstick}` of the same view.", ""]  # fmt: skip
+    for what, title in (("make_span", "make-span (s)"), ("failure_rate", "failure rate"),
+                        ("gap", f"gap to {yardstick}")):  # fmt: skip
+        lines += [f"## {title} against {label}", "", head, rule]
+        for key, name in methods.items():
+            some = next(results[v][key] for _, v in x_views if key in results[v])
+            trained_at = some.get("trained_in", "each")
+            lines.append(f"| {name} | {some.get('eval_mode', '–')} | {trained_at} |"
+                         + "".join(cell(view, key, what) for _, view in x_views))  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_against_x(cfg: DictConfig, results: dict, path: pathlib.Path) -> None:
+    """Make-span, failure rate and gap to the yardstick against the views' `x` (`scale.png`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x_views = _x_views(cfg, results)
+    yardstick = cfg.get("yardstick", "optimal_myopic")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key, name in _x_methods(results, x_views).items():
+        points = [(x, results[v][key], results[v].get(yardstick)) for x, v in x_views if key in results[v]]
+        xs = [x for x, _, _ in points]
+        style = {"linestyle": "--", "color": "black"} if key == yardstick else {}
+        axes[0].errorbar(xs, [r["make_span"][0] for _, r, _ in points], yerr=[r["make_span"][1] for _, r, _ in points],
+                         marker="o", capsize=3, label=name, **style)  # fmt: skip
+        axes[1].plot(xs, [r["failure_rate"][0] for _, r, _ in points], marker="o", label=name, **style)
+        gaps = [(x, 100 * (r["make_span"][0] / ref["make_span"][0] - 1)) for x, r, ref in points if ref is not None]
+        axes[2].plot([x for x, _ in gaps], [g for _, g in gaps], marker="o", label=name, **style)
+    for ax, ylabel in zip(axes, ("make-span (s)", "failure rate", f"gap to {yardstick} (%)")):
+        ax.set_xscale("log")
+        ax.set_xlabel(str(cfg.x_axis.get("label", "x")))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

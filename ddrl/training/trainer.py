@@ -44,14 +44,14 @@ class MethodSpec:
 
     name: str  # a key of ddrl.agents.REGISTRY
     per_bs: bool = False  # one agent per base station
-    group_acting: str = "dense"  # how per-BS agents act on a batch: dense | gather
+    group_acting: str = "auto"  # how per-BS agents act on a batch: auto | dense | gather
 
 
 # Method-config keys that are not agent hyper-parameters: read by the trainer (per_bs,
 # group_acting) or by the experiment that builds the environment and tables.
 EVAL_MODES = ("greedy", "sample")
 
-METHOD_KEYS = ("per_bs", "group_acting", "action_space", "label", "views", "decisions_per_slot")
+METHOD_KEYS = ("per_bs", "group_acting", "action_space", "label", "views", "decisions_per_slot", "train_view")
 
 
 class Trainer(NamedTuple):
@@ -68,6 +68,7 @@ class Trainer(NamedTuple):
     batched_run_chunk: Callable  # jit(vmap(run_chunk)), the chunk index shared by all seeds
     policy: Callable  # (agent state of one seed, mode) -> policy(key, obs, env_state, env_params)
     per_bs: bool  # one agent per base station (stacked on a leading axis)
+    init_agent: Callable  # (key, hparams=None) -> a fresh agent state of one seed (no env, no replay)
 
     def greedy_policy(self, agent_state: Any) -> Callable:
         """The deterministic policy (argmax Q; argmax of the chain-averaged π)."""
@@ -92,7 +93,7 @@ def split_method(algo_cfg: Any) -> tuple[MethodSpec, dict[str, Any]]:
     """(how the method trains, its agent hyper-parameters) from an algo config mapping."""
     items = dict(config_items(algo_cfg))
     method = MethodSpec(name=items["name"], per_bs=bool(items.get("per_bs", False)),
-                        group_acting=str(items.get("group_acting", "dense")))  # fmt: skip
+                        group_acting=str(items.get("group_acting", "auto")))  # fmt: skip
     return method, {k: v for k, v in items.items() if k not in METHOD_KEYS}
 
 
@@ -216,7 +217,7 @@ def make_trainer(
     return Trainer(
         init, run_chunk, train, agent, config, num_chunks, steps_per_chunk,
         jax.jit(jax.vmap(init)), jax.jit(jax.vmap(run_chunk, in_axes=(0, None))),
-        policy_of, method.per_bs,
+        policy_of, method.per_bs, lambda key, hparams=None: agent.init(key, spec, hparams),
     )  # fmt: skip
 
 
