@@ -10,6 +10,7 @@ from __future__ import annotations
 AMSA = "+experiment=amsa"
 CARTPOLE = "+experiment=cartpole"
 TRACE = "env=mec_trace"
+SCALE = "+experiment=scale"
 
 BAD_INPUTS: list[tuple[str, str]] = [
     # root and budget
@@ -128,6 +129,11 @@ BAD_INPUTS: list[tuple[str, str]] = [
     (f"{AMSA} methods.ddrl_amsa.per_bs=maybe", "methods.ddrl_amsa.per_bs"),
     (f"{AMSA} methods.ddrl_amsa.views=[dirty]", "methods.ddrl_amsa.views"),
     (f"{AMSA} +methods.ddrl_amsa.actr_lr=0.1", "methods.ddrl_amsa.actr_lr"),
+    # scale (zero-shot transfer)
+    (f"{SCALE} methods.ddrl_amsa_set_b20.train_view=B7", "methods.ddrl_amsa_set_b20.train_view"),
+    (f"{SCALE} methods.smcoedge.train_view=B5", "methods.smcoedge.train_view"),
+    (f"{SCALE} scenario_views.B5.x=abc", "scenario_views.B5.x"),
+    (f"{SCALE} methods.smcoedge.group_acting=fast", "methods.smcoedge.group_acting"),
     # CartPole
     (f"{CARTPOLE} methods.d2sac.gamma=abc", "methods.d2sac.gamma"),
     (f"{CARTPOLE} methods.d2sac.gamma=1.5", "methods.d2sac.gamma"),

@@ -69,3 +69,45 @@ class ProbeEnv(environment.Environment):
 
     def observation_space(self, params):
         return spaces.Box(-1.0, 1.0, (6,), jnp.float32)
+
+
+@flax.struct.dataclass
+class BanditState(environment.EnvState):
+    pass
+
+
+class SoftBanditEnv(environment.Environment):
+    """One step, a constant observation, reward `rewards[a]`: under entropy regularisation
+    with a fixed temperature α the optimal policy is stochastic, π*(a) = softmax(r / α)(a)
+    (the maximiser of E_π[r] + α·H(π)), and its argmax is argmax r."""
+
+    def __init__(self, rewards=(1.0, 0.8, 0.0)):
+        super().__init__()
+        self.rewards = jnp.asarray(rewards, jnp.float32)
+
+    @property
+    def default_params(self) -> ProbeParams:
+        return ProbeParams(max_steps_in_episode=1)
+
+    def soft_optimal_policy(self, alpha: float) -> jax.Array:
+        return jax.nn.softmax(self.rewards / alpha)
+
+    def reset_env(self, key, params):
+        state = BanditState(time=0)
+        return self.get_obs(state), state
+
+    def step_env(self, key, state, action, params):
+        state = state.replace(time=state.time + 1)
+        return self.get_obs(state), state, self.rewards[action], jnp.ones((), bool), {}
+
+    def get_obs(self, state, params=None, key=None):
+        return jnp.ones((1,), jnp.float32)
+
+    def is_terminal(self, state, params):
+        return state.time >= 1
+
+    def action_space(self, params=None):
+        return spaces.Discrete(int(self.rewards.shape[0]))
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (1,), jnp.float32)

@@ -113,7 +113,8 @@ def _check_transfer(cfg: DictConfig, key: str, method: DictConfig) -> None:
         raise ConfigError(f"methods.{key}.train_view", "a scheduler is not trained")
     if train_view not in cfg.views or view_env_config(cfg, train_view, key) is None:
         raise ConfigError(f"methods.{key}.train_view", f"{train_view!r} is not one of this run's views for it "
-                          f"({list(cfg.views)}): the method trains there")  # fmt: skip
+                          f"({list(cfg.views)}): the method trains there; add it to views or leave the "
+                          f"method out with only=[...]")  # fmt: skip
 
     def weight_shapes(view: str) -> Any:
         setup = setup_method(cfg, method, view_env_config(cfg, view, key))
