@@ -92,3 +92,7 @@ def test_tune_amsa_smoke_gives_every_method_the_same_trials_and_writes_the_tuned
     assert "2 settings (setting 0 the published one) × 2 validation seeds" in table
     assert "observation `authors`" in table and "view `clean`" in table
     assert table.count("| published |") == 2 and table.count("| tuned (") == 2
+    changes = {(c["setting"], c["baseline"], c["baseline_setting"]) for c in summary["comparisons"]}
+    assert changes == {(ours, "amcoedge", theirs) for ours in ("published", "tuned") for theirs in ("published", "tuned")}
+    assert all(c["ci95_low"] <= c["relative_pct"] <= c["ci95_high"] for c in summary["comparisons"])
+    assert "| ddrl_amsa (tuned) | amcoedge (published) |" in table

@@ -48,7 +48,7 @@ from ddrl.envs.scenarios import ConfigError
 from ddrl.experiments import scheduling
 from ddrl.experiments.tables import fmt_mean_ci
 from ddrl.provenance import atomic_write_text
-from ddrl.stats import mean_ci
+from ddrl.stats import mean_ci, relative_difference
 from ddrl.training import EVAL_MODES
 
 VIEW = "clean"  # the environment view every method trains and is evaluated on
@@ -331,7 +331,8 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     for plan, row in zip(plans, rows, strict=True):  # once every method has finished: an interrupted run leaves none
         _write_tuned(run_dir / "tuned" / f"{plan.key}.yaml", plan, row, cfg)
     header = _header(cfg, plans, rows, eval_episodes, num_test_seeds, test_seed)
-    table = header + _table(rows)
+    changes = tuned_comparisons(rows, str(cfg.headline), dict(cfg.get("compare_to") or {}))
+    table = header + _table(rows) + comparisons_table(changes)
     atomic_write_text(run_dir / "results.md", table)
     print(table)
     return {
@@ -342,6 +343,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             for row in rows for setting in ("tuned", "published")  # tuned first: ddrl.run's objective reads it
         ],  # fmt: skip
         "searches": rows,
+        "comparisons": changes,
         "validation_seed_base": seed,
         "test_seed_base": test_seed,
         "eval_episodes": eval_episodes,
@@ -419,6 +421,42 @@ def _table(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {name} | {which} | {fmt_mean_ci(tested['make_span'])} | "
                          f"{tested['failure_rate'][0]:.4f} | {row['validation_make_span'][setting]:.4f} | "
                          f"{_format_setting(tested['hyper_parameters'])} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def tuned_comparisons(rows: list[dict[str, Any]], headline: str, claims: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The headline method's make-span change vs every other method, each side published or
+    tuned, with 95 % bootstrap intervals over the test seeds (the same seeds and evaluation
+    episodes for every method); `claims`: baseline -> the published claim (%)."""
+    by_name = {row["name"]: row for row in rows}
+    if headline not in by_name:
+        return []
+    ours = by_name[headline]
+    changes = []
+    for name, other in by_name.items():
+        if name == headline:
+            continue
+        for our_setting in ("published", "tuned"):
+            for their_setting in ("published", "tuned"):
+                point, low, high = relative_difference(ours[our_setting]["per_seed_make_span"],
+                                                       other[their_setting]["per_seed_make_span"])  # fmt: skip
+                claim = claims.get(name)
+                changes.append({"method": headline, "setting": our_setting, "baseline": name,
+                                "baseline_setting": their_setting, "relative_pct": point, "ci95_low": low,
+                                "ci95_high": high, "seed_paper_pct": math.nan if claim is None else float(claim)})  # fmt: skip
+    return changes
+
+
+def comparisons_table(changes: list[dict[str, Any]]) -> str:
+    """Markdown: the headline method's change vs each baseline, published and tuned."""
+    if not changes:
+        return ""
+    lines = ["", f"## Make-span change of {changes[0]['method']} (95 % bootstrap interval over the test seeds)", "",
+             "| ours | vs | measured | published claim |", "|---|---|---|---|"]  # fmt: skip
+    for change in changes:
+        claim = f"{change['seed_paper_pct']:+.2f} %" if math.isfinite(change["seed_paper_pct"]) else "–"
+        lines.append(f"| {change['method']} ({change['setting']}) | {change['baseline']} ({change['baseline_setting']}) | "
+                     f"{change['relative_pct']:+.2f} % [{change['ci95_low']:+.2f}, {change['ci95_high']:+.2f}] | {claim} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
