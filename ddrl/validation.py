@@ -271,6 +271,7 @@ CARTPOLE = {**COMMON_EXPERIMENT, "default_train_steps": Int(1, 10**12)}
 # the spaces' syntax and names are checked by the runner's validate.
 TUNING = {
     **SCHEDULING,
+    "tunes": STR,  # the experiment whose method configs are tuned (amsa, ats)
     "tune": Map({
         "methods": List(STR, nonempty=True), "settings": Int(1, 100_000), "validation_seeds": Int(1, MAX_SEEDS),
         "test_seed_offset": Int(1, 2**30), "draw_seed": Int(0, 2**31 - 1),

@@ -1,4 +1,4 @@
-"""A fair tuning protocol: `python -m ddrl.run +experiment=tune_amsa` (issue 12).
+"""A fair tuning protocol: `python -m ddrl.run +experiment=tune_amsa` (and `tune_ats`; issue 12).
 
 Published settings of baselines against a method tuned by its authors is not a fair
 comparison. Here every method in `tune.methods` is tuned by the same procedure and budget:
@@ -11,8 +11,9 @@ comparison. Here every method in `tune.methods` is tuned by the same procedure a
    only name numeric hyper-parameters in the agent's `HPARAMS`: the settings × validation
    seeds of a method then train in one vmapped program (`ddrl.hpsearch.search_settings`).
 2. Train and select. Every setting trains `tune.validation_seeds` seeds (base `seed`) for the
-   episode budget of `+experiment=amsa` (`budget.episodes` or `default_episodes`, in
-   environment steps of the clean amcoedge view, slot schedule and ε ramp converted as there).
+   episode budget of the tuned experiment (`tunes`: amsa or ats; `budget.episodes` or
+   `default_episodes`, in environment steps of the clean view of its scenario, slot schedule
+   and ε ramp converted as there).
    Each seed's trained agents play `eval_episodes` evaluation episodes (the same episodes for
    every setting); the setting with the lowest mean make-span over the validation seeds is
    chosen (ties: the lower index, so the published setting wins a tie).
@@ -25,8 +26,9 @@ trains, recorded in summary.json as `trials`). The evaluated policy is `tune.eva
 `sample` (a draw from π: what soft actor-critic learners optimise) or `greedy` (argmax Q; a
 diffusion actor's argmax of its chain-averaged π), as `+experiment=amsa` evaluates them.
 
-Writes `results.md`, `tuned/<method>.yaml` (the chosen setting as an algo config override)
-and returns the summary (summary.json).
+Writes `results.md` (with the headline method's change vs every other method, published and
+tuned on either side, bootstrap intervals over the common test seeds), `tuned/<method>.yaml`
+(the chosen setting as an algo config override) and returns the summary (summary.json).
 """
 from __future__ import annotations
 
@@ -394,7 +396,7 @@ def _header(cfg: DictConfig, plans: list[MethodPlan], rows: list[dict[str, Any]]
     modes = ", ".join(f"{row['name']} {row['eval_mode']}" for row in rows)
     trained = ", ".join(f"{row['name']} {row['trials']['trained_env_steps_per_run']:,}" for row in rows)
     return (
-        "# Tuned vs published settings (scenario amcoedge)\n\n"
+        f"# Tuned vs published settings (scenario {cfg.env.scenario})\n\n"
         f"- environment: view `{VIEW}` of scenario `{cfg.env.scenario}`, observation `{cfg.env.get('observation')}`\n"
         f"- budget per run: ≈ {budget.episodes:g} episodes = {budget.env_steps:,} environment steps "
         f"(trained, whole iterations: {trained})\n"
@@ -426,8 +428,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def tuned_comparisons(rows: list[dict[str, Any]], headline: str, claims: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The headline method's make-span change vs every other method, each side published or
-    tuned, with 95 % bootstrap intervals over the test seeds (the same seeds and evaluation
-    episodes for every method); `claims`: baseline -> the published claim (%)."""
+    tuned (once where tuning kept the published setting), with 95 % bootstrap intervals over
+    the test seeds (the same seeds and evaluation episodes for every method); `claims`:
+    baseline -> the published claim (%)."""
     by_name = {row["name"]: row for row in rows}
     if headline not in by_name:
         return []
@@ -436,8 +439,8 @@ def tuned_comparisons(rows: list[dict[str, Any]], headline: str, claims: Mapping
     for name, other in by_name.items():
         if name == headline:
             continue
-        for our_setting in ("published", "tuned"):
-            for their_setting in ("published", "tuned"):
+        for our_setting in _distinct_settings(ours):
+            for their_setting in _distinct_settings(other):
                 point, low, high = relative_difference(ours[our_setting]["per_seed_make_span"],
                                                        other[their_setting]["per_seed_make_span"])  # fmt: skip
                 claim = claims.get(name)
@@ -445,6 +448,11 @@ def tuned_comparisons(rows: list[dict[str, Any]], headline: str, claims: Mapping
                                 "baseline_setting": their_setting, "relative_pct": point, "ci95_low": low,
                                 "ci95_high": high, "seed_paper_pct": math.nan if claim is None else float(claim)})  # fmt: skip
     return changes
+
+
+def _distinct_settings(row: dict[str, Any]) -> tuple[str, ...]:
+    """("published", "tuned"), or ("published",) where tuning chose the published setting."""
+    return ("published", "tuned") if row["chosen_index"] else ("published",)
 
 
 def comparisons_table(changes: list[dict[str, Any]]) -> str:
@@ -466,14 +474,15 @@ def _write_tuned(path: pathlib.Path, plan: MethodPlan, row: dict[str, Any], cfg:
     chosen = plan.settings[row["chosen_index"]]
     values = {k: (float(v) if isinstance(v, float) else v) for k, v in chosen.items()}
     lines = [
-        f"# {plan.label}: the setting chosen by `python -m ddrl.run +experiment=tune_amsa` (ddrl/experiments/tuning.py):",
+        f"# {plan.label}: the setting chosen by `python -m ddrl.run +experiment={cfg.experiment_name}` "
+        "(ddrl/experiments/tuning.py):",
         f"# setting {row['chosen_index']} of {budget.settings} drawn from tune.spaces.{plan.key} (draw seed "
         f"{int(cfg.tune.draw_seed)}; setting 0 = published),",
         f"# lowest mean make-span over {budget.validation_seeds} validation seeds (base seed {int(cfg.seed)}) at "
         f"≈ {budget.episodes:g} episodes ({budget.env_steps:,} env steps) per run on the {VIEW} view.",
         f"# Validation make-span {row['validation_make_span']['tuned']:.4f} s (published "
         f"{row['validation_make_span']['published']:.4f} s). Overrides of methods.{plan.key}:",
-        "#   python -m ddrl.run +experiment=amsa "
+        f"#   python -m ddrl.run +experiment={cfg.tunes} "
         + " ".join(f"methods.{plan.key}.{k}={v}" for k, v in values.items()),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
