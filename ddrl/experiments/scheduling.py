@@ -340,7 +340,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             budget_notes[view] = (f"{setup.train_steps:,} environment steps (≈ {setup.episodes:g} episodes of "
                                   f"≈ {setup.decisions_per_episode:,.0f} decisions) per seed")  # fmt: skip
             train_view = method.get("train_view")
-            twin = next((other for other in results[view] if train_view == view
+            twin = next((other for other in results[view] if train_view == view and (view, other) in trained_agents
                          and _same_training(method, cfg.methods[other])), None)  # fmt: skip
             if method.get("kind") == "scheduler":
                 row = _evaluate_scheduler(env, params, method, eval_key, num_seeds, eval_episodes,
