@@ -86,9 +86,10 @@ def transfer_weights(source: Any, target: Any) -> Any:
     """`target` (agent states) with every network weight taken from `source`.
 
     Zero-shot transfer: a policy trained on one environment evaluated on another (e.g. at
-    another number of servers) keeps `target`'s replay-free rest (counters, schedules,
-    optimiser states, its static layout) and `source`'s weights: the leaves under a `params`
-    node (train states, target networks, log α). Both must be states of the same agent
+    another number of servers) keeps `target`'s rest (counters, schedules, hyper-parameters,
+    its static layout) and takes `source`'s leaves under a `params` node: the networks, their
+    targets, log α and the optimiser moments of each (Adam keeps them as `params` trees
+    too). Both must be states of the same agent
     (same tree once static fields are set aside); a weight whose shape differs, as every
     weight of a per-BS stack or of a network whose width depends on B does, is a ValueError.
     Works on arrays or on `jax.ShapeDtypeStruct`s (a check before anything is trained).

@@ -362,7 +362,8 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
                        observation=str(env_cfg.get("observation", "authors")))  # fmt: skip
             results[view][key] = row
             progress.finish(f"make-span {fmt_mean_ci(row['make_span'])} s, failure rate {row['failure_rate'][0]:.4f}")
-        trained_agents = {k: v for k, v in trained_agents.items() if _still_needed(cfg, k)}
+        # after its view, only a transfer source's weights are needed again
+        trained_agents = {(v, k): a for (v, k), a in trained_agents.items() if cfg.methods[k].get("train_view") == v}
     results = {view: results[view] for view in cfg.views}  # the tables in the order asked for
     histories = {view: histories[view] for view in cfg.views}
     milp = milp_yardstick(cfg) if cfg.get("milp") and "clean" in cfg.views else None
@@ -451,13 +452,6 @@ def eval_modes_of(cfg: DictConfig, trainer: Any) -> tuple[str, tuple[str, ...]]:
     wanted = str(cfg.get("headline_mode") or "trained")
     headline = available[0] if wanted == "trained" or wanted not in available else wanted
     return headline, tuple(dict.fromkeys((headline,) + modes))
-
-
-def _still_needed(cfg: DictConfig, source: tuple[str, str]) -> bool:
-    """Whether a kept agent state is still to be transferred (memory: drop it after its view)."""
-    view, key = source
-    method = cfg.methods[key]
-    return method.get("train_view") == view
 
 
 def _evaluate_learner(cfg, env, params, trainer, agent_states, eval_key, eval_episodes) -> dict[str, Any]:
