@@ -46,7 +46,7 @@ from typing import Any, Iterator
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-NON_RESULT_KEYS = ("logger", "resume", "experiment_name", "only", "views", "checkpoint_every_s")
+NON_RESULT_KEYS = ("logger", "resume", "experiment_name", "only", "views", "checkpoint_every_s", "jobs")
 RESULT_FILES = ("summary.json", "results.md")  # files that look like a finished run
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "gymnax", "numpy", "hydra-core",
             "omegaconf", "scipy", "highspy", "wandb")  # fmt: skip
@@ -66,6 +66,15 @@ class CheckpointError(RuntimeError):
         first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
         super().__init__(f"checkpoint at {path} is unreadable: {type(error).__name__}: {first[:300]}; "
                          "rerun without resume (into a new hydra.run.dir)")  # fmt: skip
+
+    def __reduce__(self):  # picklable with its message, so a training worker's error reaches the parent
+        return _checkpoint_error, (str(self),)
+
+
+def _checkpoint_error(message: str) -> CheckpointError:
+    error = RuntimeError.__new__(CheckpointError)
+    error.args = (message,)
+    return error
 
 
 # ----------------------------------------------------------------------------- writing

@@ -48,8 +48,8 @@ class Spec:
     nonempty: bool = False  # list: at least one item
 
 
-def Int(low: float = 0, high: float = 10**12, nullable: bool = False) -> Spec:
-    return Spec("int", low, high, nullable=nullable)
+def Int(low: float = 0, high: float = 10**12, nullable: bool = False, also: tuple[str, ...] = ()) -> Spec:
+    return Spec("int", low, high, nullable=nullable, choices=also)
 
 
 def Float(low: float = -UNBOUNDED, high: float = UNBOUNDED, *, low_open: bool = False,
@@ -291,6 +291,7 @@ TUNE = Map({
 ROOT = {
     "seed": Int(0, 2**31 - 1),
     "checkpoint_every_s": Float(0),
+    "jobs": Int(1, 64, also=("auto",)),  # learners trained at once, one process each (scheduling runner)
     "tune": TUNE,
     "experiment_runner": OPT_STR,
     "experiment_name": STR,
@@ -391,6 +392,8 @@ def check_value(path: str, value: Any, spec: Spec) -> None:
 
 
 def _check_int(path: str, value: Any, spec: Spec) -> None:
+    if isinstance(value, str) and value in spec.choices:
+        return
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(path, f"must be {_describe(spec)}, got {_shown(value)}")
     if not spec.low <= value <= spec.high:
@@ -465,6 +468,8 @@ def _describe(spec: Spec) -> str:
     """What `spec` allows, in words."""
     if spec.kind == "int":
         text = f"an integer in [{spec.low:.0f}, {spec.high:.0f}]" if spec.high < 10**12 else f"an integer >= {spec.low:.0f}"
+        if spec.choices:
+            text += " or " + " or ".join(repr(c) for c in spec.choices)
     elif spec.kind == "float":
         finite = "a finite number" if spec.finite else "a number"
         if spec.low > -UNBOUNDED and spec.high < UNBOUNDED:

@@ -41,6 +41,26 @@ def test_amsa_published_view_runs_each_baseline_on_its_env_copy(tmp_path):
     assert "0.2916" in (run_dir / "results.md").read_text()  # the authors' figure beside ours
 
 
+def test_learners_trained_in_worker_processes_give_the_rows_of_one_process(tmp_path):
+    """`jobs=2` trains the learners in two spawned workers; every number of every row is the same."""
+    common = ("+experiment=amsa", "budget=smoke", "logger=none", "views=[clean]", "milp=null", "env.num_slots=4",
+              "only=[amcoedge,drlcoedge,randcoedge]")  # fmt: skip
+    summaries = {}
+    for jobs in (1, 2):
+        result = run_cli(*common, f"jobs={jobs}", run_dir=tmp_path / f"jobs{jobs}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        summaries[jobs] = json.loads((tmp_path / f"jobs{jobs}" / "summary.json").read_text())["methods"]
+    timing = ("train_wall_s", "eval_wall_s", "env_steps_per_s", "decision_us", "decision_us_p99")
+
+    def without_timing(row):
+        modes = {mode: {k: v for k, v in m.items() if k != "eval_wall_s"} for mode, m in row.get("modes", {}).items()}
+        return {**{k: v for k, v in row.items() if k not in timing}, "modes": modes}
+
+    assert [m["name"] for m in summaries[2]] == ["amcoedge", "drlcoedge", "randcoedge"]
+    assert [without_timing(m) for m in summaries[2]] == [without_timing(m) for m in summaries[1]]
+    assert (tmp_path / "jobs2" / "clean-drlcoedge_history.npz").exists()
+
+
 def test_experiment_config_errors_stop_before_training(tmp_path):
     result = run_cli("+experiment=amsa", "views=[clean,dirty]", run_dir=tmp_path / "bad")
     assert result.returncode == 2 and "views" in result.stderr and "dirty" in result.stderr

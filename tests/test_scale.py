@@ -70,7 +70,7 @@ def test_scale_smoke_trains_at_each_b_and_evaluates_the_transferred_model_everyw
     run_dir = tmp_path / "scale"
     result = run_cli("+experiment=scale", "budget=smoke", "logger=none", "views=[B10,B5]", "env.num_slots=4",
                      "methods.ddrl_amsa_set_b20.train_view=B5", "only=[ddrl_amsa_set,ddrl_amsa_set_b20,optimal_myopic]",
-                     run_dir=run_dir)  # fmt: skip
+                     "jobs=2", run_dir=run_dir)  # trained in two workers: the B5 weights come back to be moved  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = {(m["view"], m["name"]): m for m in summary["methods"]}

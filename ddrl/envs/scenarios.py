@@ -28,6 +28,10 @@ class ConfigError(ValueError):
     def __init__(self, field_name: str, message: str):
         super().__init__(f"{field_name}: {message}")
         self.field_name = field_name
+        self.message = message
+
+    def __reduce__(self):  # picklable, so a training worker's error reaches the parent intact
+        return type(self), (self.field_name, self.message)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,14 @@ for its label and `train_view` reuses that one's training in V. A scenario view 
 number `x` (the experiment's `x_axis`, e.g. B): then `scale.md` and `scale.png` set make-span,
 failure rate and the gap to the yardstick against it.
 
+`plan_runs` fixes every (view, method) and how its row is made before anything trains, each
+environment built once. With `jobs` > 1 (the table experiments say `auto`: one per CPU core up
+to 4) the learners train at once in spawned worker processes while the schedulers are
+evaluated here; a worker runs exactly the program this process would, so the rows are the
+same for any `jobs` (tests/test_experiments_mec.py compares them number by number). The
+learners' small matrix products do not fill two cores from one process: two at once train
+about 1.5x the seed-episodes per second of one on this project's 2-core CPU.
+
 Writes `results.md` (per view: make-span ± 95 % CI over seeds, failure rate, gap to
 optimal_myopic, training wall time, decision time per task; the headline method's
 reductions with bootstrap intervals beside the seed paper's claims), `learning_curves.png`,
@@ -38,10 +46,16 @@ reductions with bootstrap intervals beside the seed paper's claims), `learning_c
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import math
+import multiprocessing
+import os
 import pathlib
+import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -274,96 +288,134 @@ def _schedule_for(method: DictConfig, decisions_per_slot: float) -> DictConfig:
     return OmegaConf.merge(kept, rescaled)
 
 
-def planned_runs(cfg: DictConfig) -> list[tuple[str, str, float]]:
-    """(view, method, environment steps over all seeds) of each run `run` will make, in order.
+@dataclasses.dataclass
+class PlannedRun:
+    """One method in one view, and how `run` gets its row there."""
 
-    A learner's steps are its training and evaluation steps, a scheduler's its evaluation
-    steps; methods left out (unbuildable, standing in for one that runs, reused from the
-    fidelity view) are not planned.
+    view: str
+    key: str
+    action: str  # skip | reuse (the fidelity row) | evaluate (a scheduler) | transfer | twin | train
+    setup: MethodSetup | None = None  # its environment and converted config (not for skip / reuse)
+    detail: str | None = None  # skip: why; twin: the method whose training it reuses
+
+
+def plan_runs(cfg: DictConfig) -> list[PlannedRun]:
+    """Every (view, method) of the run in the order `run` makes them, each environment built once.
+
+    Left out: a method not part of a view, and one standing in (`fallbacks`) for a method that
+    runs there. An unbuildable method is a `skip` with its reason; in the published view a
+    method whose copy is `own` reuses its fidelity row; a `train_view` method is a `transfer`
+    outside V, and inside V a `twin` of an identical method trained there before it.
     """
-    num_seeds = int(cfg.budget.seeds)
-    eval_episodes = min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
     fallbacks = dict(cfg.get("fallbacks") or {})
-    planned, rows = [], {}  # rows: view -> the methods with a result there, as in `run`
+    plan: list[PlannedRun] = []
+    rows: dict[str, list[str]] = {}  # view -> the methods with a result there
     for view in _view_order(cfg):
-        rows[view] = []
+        rows[view], trained_here = [], []
         for key, method in _selected(cfg).items():
             env_cfg = view_env_config(cfg, view, key)
             if env_cfg is None or (key in fallbacks and fallbacks[key] in rows[view]):
                 continue
-            if unbuildable(cfg, key, method, env_cfg) is not None:
+            reason = unbuildable(cfg, key, method, env_cfg)
+            if reason is not None:
+                plan.append(PlannedRun(view, key, "skip", detail=reason))
                 continue
             rows[view].append(key)
             if view == "published" and env_cfg.env_copy == "own" and key in rows.get("fidelity", []):
-                continue  # reused
+                plan.append(PlannedRun(view, key, "reuse", detail="fidelity"))
+                continue
             setup = setup_method(cfg, method, env_cfg)
-            steps = eval_episodes * setup.decisions_per_episode
-            if method.get("kind") != "scheduler" and method.get("train_view", view) == view:
-                steps += setup.train_steps
-            planned.append((view, key, steps * num_seeds))
+            train_view = method.get("train_view")
+            if method.get("kind") == "scheduler":
+                plan.append(PlannedRun(view, key, "evaluate", setup))
+            elif train_view is not None and train_view != view:
+                plan.append(PlannedRun(view, key, "transfer", setup))
+            else:
+                twin = next((other for other in trained_here
+                             if train_view == view and _same_training(method, cfg.methods[other])), None)  # fmt: skip
+                plan.append(PlannedRun(view, key, "train", setup) if twin is None
+                            else PlannedRun(view, key, "twin", setup, twin))  # fmt: skip
+                trained_here.append(key)
+    return plan
+
+
+def planned_runs(cfg: DictConfig, plan: list[PlannedRun] | None = None) -> list[tuple[str, str, float]]:
+    """(view, method, environment steps over all seeds) of each run `run` will make, in order:
+    a learner's training and evaluation steps, a scheduler's evaluation steps."""
+    num_seeds = int(cfg.budget.seeds)
+    eval_episodes = min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
+    planned = []
+    for step in plan_runs(cfg) if plan is None else plan:
+        if step.setup is None:
+            continue
+        steps = eval_episodes * step.setup.decisions_per_episode
+        if step.action == "train":
+            steps += step.setup.train_steps
+        planned.append((step.view, step.key, steps * num_seeds))
     return planned
+
+
+def _weights_kept(cfg: DictConfig, plan: list[PlannedRun]) -> set[tuple[str, str]]:
+    """The (view, method) trainings whose agents another view transfers from."""
+    sources = {(str(m.train_view), key) for key, m in _selected(cfg).items() if m.get("train_view") is not None}
+    return sources | {(s.view, s.detail) for s in plan if s.action == "twin" and (s.view, s.key) in sources}
 
 
 def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     """Train and evaluate every method in every view; write tables and plots."""
     run_dir = pathlib.Path(run_dir)
     num_seeds = int(cfg.budget.seeds)
-    eval_episodes = min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
-    eval_key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), 10_000)
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-    histories: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    eval_key, eval_episodes = _evaluation(cfg)
+    plan = plan_runs(cfg)
+    results: dict[str, dict[str, dict[str, Any]]] = {view: {} for view in _view_order(cfg)}
+    histories: dict[str, dict[str, dict[str, np.ndarray]]] = {view: {} for view in _view_order(cfg)}
     budget_notes: dict[str, str] = {}
     skipped: list[dict[str, str]] = []
-    fallbacks = dict(cfg.get("fallbacks") or {})
-    progress = ExperimentProgress(planned_runs(cfg))
+    progress = ExperimentProgress(planned_runs(cfg, plan))
+    keep = _weights_kept(cfg, plan)
     trained_agents: dict[tuple[str, str], Any] = {}  # (view, method) -> agent states others transfer from
-    for view in _view_order(cfg):
-        results[view], histories[view] = {}, {}
-        for key, method in _selected(cfg).items():
-            env_cfg = view_env_config(cfg, view, key)
-            if env_cfg is None:
-                continue
-            if key in fallbacks and fallbacks[key] in results[view]:
-                continue  # stands in for a method that ran here
-            reason = unbuildable(cfg, key, method, env_cfg)
-            if reason is not None:
+    with parallel_training(cfg, plan, run_dir, keep) as in_workers:
+        for step in plan:
+            view, key, setup = step.view, step.key, step.setup
+            method = cfg.methods[key]
+            if step.action == "skip":
                 skipped.append({"name": key, "view": view, "label": str(method.get("label") or key),
-                                "reason": reason})  # fmt: skip
-                progress.skip(view, key, reason)
+                                "reason": step.detail})  # fmt: skip
+                progress.skip(view, key, step.detail)
                 continue
-            if view == "published" and env_cfg.env_copy == "own" and key in results.get("fidelity", {}):
-                results[view][key] = {**results["fidelity"][key], "reused_from": "fidelity"}
+            if step.action == "reuse":
+                results[view][key] = {**results[step.detail][key], "reused_from": step.detail}
                 continue
             progress.start(view, key)
-            setup = setup_method(cfg, method, env_cfg)
-            env, params = setup.env, setup.params
             budget_notes[view] = (f"{setup.train_steps:,} environment steps (≈ {setup.episodes:g} episodes of "
                                   f"≈ {setup.decisions_per_episode:,.0f} decisions) per seed")  # fmt: skip
-            train_view = method.get("train_view")
-            twin = next((other for other in results[view] if train_view == view and (view, other) in trained_agents
-                         and _same_training(method, cfg.methods[other])), None)  # fmt: skip
-            if method.get("kind") == "scheduler":
-                row = _evaluate_scheduler(env, params, method, eval_key, num_seeds, eval_episodes,
+            if step.action == "evaluate":
+                row = _evaluate_scheduler(setup.env, setup.params, method, eval_key, num_seeds, eval_episodes,
                                           bool(cfg.get("decision_time", True)))  # fmt: skip
-            elif train_view is not None and train_view != view:
-                row = _evaluate_transferred(cfg, setup, trained_agents[(train_view, key)], eval_key, eval_episodes)
-            elif twin is not None:  # the same training as `twin` in this view: its weights and row
-                row = {**results[view][twin], "reused_from": twin}
-                trained_agents[(view, key)] = trained_agents[(view, twin)]
+            elif step.action == "transfer":
+                row = _evaluate_transferred(cfg, setup, trained_agents[(str(method.train_view), key)], eval_key,
+                                            eval_episodes)  # fmt: skip
+            elif step.action == "twin":  # the same training as `step.detail` in this view: its weights and row
+                row = {**results[view][step.detail], "reused_from": step.detail}
+                if (view, step.detail) in trained_agents:
+                    trained_agents[(view, key)] = trained_agents[(view, step.detail)]
             else:
-                row, trained = _train_and_evaluate(cfg, env, params, setup.method, setup.train_steps, eval_key,
-                                                   eval_episodes, run_dir, view, key)  # fmt: skip
-                histories[view][key] = trained.history
-                trained_agents[(view, key)] = trained.final.agent
-            if train_view is not None:
-                row["trained_in"] = train_view
+                if (view, key) in in_workers:
+                    row, histories[view][key], leaves = in_workers[(view, key)].result()
+                    agent = None if leaves is None else _agents_from_leaves(cfg, setup, leaves)
+                else:
+                    row, histories[view][key], agent = train_method(cfg, view, key, setup, run_dir,
+                                                                    (view, key) in keep)  # fmt: skip
+                if agent is not None:
+                    trained_agents[(view, key)] = agent
+            if method.get("train_view") is not None:
+                row["trained_in"] = str(method.train_view)
+            env_cfg = view_env_config(cfg, view, key)
             row.update(label=method.get("label") or key, env_copy=str(env_cfg.env_copy),
-                       preset=str(env_cfg.preset), action_space=env.actions.kind,
+                       preset=str(env_cfg.preset), action_space=setup.env.actions.kind,
                        observation=str(env_cfg.get("observation", "authors")))  # fmt: skip
             results[view][key] = row
             progress.finish(f"make-span {fmt_mean_ci(row['make_span'])} s, failure rate {row['failure_rate'][0]:.4f}")
-        # after its view, only a transfer source's weights are needed again
-        trained_agents = {(v, k): a for (v, k), a in trained_agents.items() if cfg.methods[k].get("train_view") == v}
     results = {view: results[view] for view in cfg.views}  # the tables in the order asked for
     histories = {view: histories[view] for view in cfg.views}
     milp = milp_yardstick(cfg) if cfg.get("milp") and "clean" in cfg.views else None
@@ -391,6 +443,82 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
         "yardstick": cfg.get("yardstick"),
         "skipped": skipped,
     }
+
+
+def _evaluation(cfg: DictConfig) -> tuple[jax.Array, int]:
+    """The evaluation key every method shares, and the evaluation episodes per seed and mode."""
+    eval_key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), 10_000)
+    return eval_key, min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
+
+
+# ----------------------------------------------------------------------------- parallel training
+
+
+def training_jobs(cfg: DictConfig) -> int:
+    """How many learners train at once (`jobs`; auto: one per CPU core up to 4, 1 on an accelerator,
+    whose memory the processes would otherwise fight over)."""
+    jobs = cfg.get("jobs", 1)
+    if jobs == "auto":
+        return 1 if jax.default_backend() != "cpu" else max(1, min(4, len(os.sched_getaffinity(0))))
+    return int(jobs)
+
+
+@contextlib.contextmanager
+def parallel_training(cfg: DictConfig, plan: list[PlannedRun], run_dir: pathlib.Path,
+                      keep: set[tuple[str, str]]) -> Iterator[dict[tuple[str, str], concurrent.futures.Future]]:
+    """With `jobs` > 1, every `train` run of `plan` starts in a pool of worker processes (fresh
+    ones: spawned, so no JAX state is shared), the methods listed first (the costly learners)
+    first; yields (view, method) -> the future of `train_method`'s result with the agents as
+    leaves. Each worker trains exactly as `run` would in-process (same keys, same programs),
+    so the rows do not depend on `jobs`. On any error or Ctrl-C the workers are stopped; their
+    checkpoints stay for `resume=true`. With `jobs` = 1: an empty dict, everything in-process.
+    """
+    todo = [step for step in plan if step.action == "train"]
+    jobs = min(training_jobs(cfg), len(todo))
+    if jobs < 2:
+        yield {}
+        return
+    order = list(_selected(cfg))
+    todo.sort(key=lambda step: order.index(step.key))  # stable: within a method, the views in order
+    config = OmegaConf.to_container(cfg, resolve=True)
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_worker_started, initargs=(jobs,))  # fmt: skip
+    try:
+        yield {(step.view, step.key): pool.submit(_train_in_worker, config, step.view, step.key, str(run_dir),
+                                                  (step.view, step.key) in keep) for step in todo}  # fmt: skip
+    except BaseException:
+        for process in list((pool._processes or {}).values()):  # the executor has no public terminate
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _worker_started(jobs: int) -> None:
+    """A training worker: Ctrl-C is the parent's to handle (it stops the workers), and on an
+    accelerator each worker takes its share of the memory."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.7 / jobs:.3f}")
+
+
+def _train_in_worker(config: dict, view: str, key: str, run_dir: str, keep_weights: bool):
+    """`train_method` in a worker process; the agents come back as NumPy leaves (their pytree
+    holds functions, which do not pickle), rebuilt by `_agents_from_leaves`."""
+    cfg = OmegaConf.create(config)
+    setup = setup_method(cfg, cfg.methods[key], view_env_config(cfg, view, key))
+    row, history, agent = train_method(cfg, view, key, setup, pathlib.Path(run_dir), keep_weights, progress=False)
+    leaves = None if agent is None else [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(agent))]
+    return row, history, leaves
+
+
+def _agents_from_leaves(cfg: DictConfig, setup: MethodSetup, leaves: list[np.ndarray]) -> Any:
+    """The trained agents (seed axis first) of `setup`'s method from their leaves."""
+    from ddrl.training import make_trainer
+
+    trainer = make_trainer(setup.method, setup.env, setup.params, setup.train_steps, num_envs=int(cfg.num_envs))
+    keys = jax.random.split(jax.random.PRNGKey(0), int(cfg.budget.seeds))
+    structure = jax.tree.structure(jax.eval_shape(jax.vmap(trainer.init_agent), keys))
+    return jax.tree.unflatten(structure, [jax.numpy.asarray(leaf) for leaf in leaves])
 
 
 def milp_yardstick(cfg: DictConfig) -> dict[str, Any]:
@@ -488,10 +616,14 @@ def _evaluate_transferred(cfg, setup: MethodSetup, source_agents, eval_key, eval
     return _evaluate_learner(cfg, setup.env, setup.params, trainer, agent_states, eval_key, eval_episodes)
 
 
-def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_episodes,
-                        run_dir, view, key) -> tuple[dict[str, Any], Any]:
+def train_method(cfg: DictConfig, view: str, key: str, setup: MethodSetup, run_dir: pathlib.Path,
+                 keep_weights: bool, progress: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray], Any]:
+    """Train method `key` in `view` and evaluate it: its row, per-chunk history, and its trained
+    agents (seed axis first) if `keep_weights` (another view transfers from them), else None."""
     from ddrl.experiments.methods import train_and_evaluate
 
+    eval_key, eval_episodes = _evaluation(cfg)
+    env, params = setup.env, setup.params
     rows: dict[str, Any] = {}
 
     def evaluate(trained):
@@ -500,15 +632,15 @@ def _train_and_evaluate(cfg, env, params, method, train_steps, eval_key, eval_ep
         return {f"{mode}/{metric}": result[metric][0] for mode, result in row["modes"].items()
                 for metric in ("make_span", "failure_rate")}  # fmt: skip
 
-    trained, _ = train_and_evaluate(cfg, method, env, params, train_steps, run_dir, f"{view}-{key}", evaluate,
-                                    num_envs=int(cfg.num_envs))  # fmt: skip
+    trained, _ = train_and_evaluate(cfg, setup.method, env, params, setup.train_steps, run_dir, f"{view}-{key}",
+                                    evaluate, num_envs=int(cfg.num_envs), progress=progress)  # fmt: skip
     row = rows["row"]
     row["train_wall_s"] = trained.train_wall_s
     row["resumed"] = trained.resumed
     row["train_make_span"] = tuple(float(x) for x in mean_ci(trained.history["step_make_span"][-1]))
     row["env_steps_per_s"] = trained.env_steps_per_s
     row["env_steps"] = trained.trainer.total_steps
-    return row, trained
+    return row, trained.history, trained.final.agent if keep_weights else None
 
 
 def _metric_row(metrics) -> dict[str, Any]:
