@@ -1,4 +1,5 @@
-"""Pieces shared by the agents: replay buffer, n-step returns, target updates, optimiser.
+"""Pieces shared by the agents: config pytrees, replay buffer, n-step returns, target updates,
+optimiser.
 
 Everything is a pure function over `flax.struct` pytrees, so it jits and vmaps over seeds.
 """
@@ -17,27 +18,65 @@ from flax.training.train_state import TrainState
 # ----------------------------------------------------------------------------- config
 
 
+def static(default: Any = dataclasses.MISSING) -> Any:
+    """A `flax.struct.dataclass` field that is static: part of the pytree's structure, not a
+    leaf. In an agent's `Config` it marks what sets a shape or Python control flow (widths,
+    batch size, diffusion steps T, flags, names): one compiled program per value. The other
+    fields of a `Config` are traced: numbers that reach the program only as arrays
+    (learning rates, α, γ, ...), which is how hyper-parameters get vmapped."""
+    return flax.struct.field(pytree_node=False, default=default)
+
+
+def traced_fields(config_cls: type) -> tuple[str, ...]:
+    """The fields of `config_cls` that may be traced and vmapped (those not marked `static`)."""
+    return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("pytree_node", True))
+
+
+def as_arrays(cfg: Any) -> Any:
+    """`cfg` with every traced field a float32 array, so that a config built from numbers and
+    one with traced overrides have the same pytree structure (what an agent state holds)."""
+    return cfg.replace(**{name: as_float(getattr(cfg, name)) for name in traced_fields(type(cfg))})
+
+
 def config_from(config_cls: type, cfg: Any) -> Any:
-    """Build an agent's frozen `Config` dataclass from a mapping (dict or OmegaConf node).
+    """Build an agent's `Config` pytree from a mapping (dict or OmegaConf node).
 
     The keys `name` and `kind` (used by Hydra to pick the algorithm) are ignored; any other
     unknown key is an error, so a misspelt hyper-parameter is never silently dropped.
-    Numeric values may be JAX arrays, which is how hyper-parameters get vmapped.
+    Traced fields may be JAX arrays, which is how hyper-parameters get vmapped; an array
+    in a static field is an error.
     """
-    if isinstance(cfg, config_cls):
-        return cfg
     if cfg is None:
         return config_cls()
-    if not isinstance(cfg, Mapping):  # OmegaConf DictConfig
-        from omegaconf import OmegaConf
+    if not isinstance(cfg, config_cls):
+        if not isinstance(cfg, Mapping):  # OmegaConf DictConfig
+            from omegaconf import OmegaConf
 
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    values = {k: v for k, v in cfg.items() if k not in ("name", "kind")}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{config_cls.__module__}: unknown hyper-parameters {unknown}")
-    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        known = {f.name for f in dataclasses.fields(config_cls)}
+        values = {k: v for k, v in cfg.items() if k not in ("name", "kind")}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{config_cls.__module__}: unknown hyper-parameters {unknown}")
+        cfg = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    _check_static_fields(cfg)
+    return cfg
+
+
+def _check_static_fields(config: Any) -> None:
+    """A ValueError if a static field of `config` holds an array (a traced value, say)."""
+    vmappable = traced_fields(type(config))
+    for field in dataclasses.fields(config):
+        if field.name not in vmappable and isinstance(getattr(config, field.name), (jax.Array, np.ndarray)):
+            raise _not_vmappable(type(config).__module__, field.name, vmappable)
+
+
+def _not_vmappable(owner: str, name: str, vmappable: tuple[str, ...]) -> ValueError:
+    return ValueError(
+        f"{owner}: hyper-parameter {name!r} sets a shape or Python control flow and "
+        f"cannot be vmapped; set it in the algo config (one compiled program per value, "
+        f"e.g. a Hydra multirun). Vmappable ones: {sorted(vmappable)}"
+    )
 
 
 def check_hparams(agent_name: str, config: Any, vmappable: tuple[str, ...], hparams: Any) -> None:
@@ -64,11 +103,7 @@ def check_hparams(agent_name: str, config: Any, vmappable: tuple[str, ...], hpar
                 f"vmappable ones: {sorted(vmappable)}"
             )
         if name not in vmappable:
-            raise ValueError(
-                f"{agent_name}: hyper-parameter {name!r} sets a shape or Python control flow and "
-                f"cannot be vmapped; set it in the algo config (one compiled program per value, "
-                f"e.g. a Hydra multirun). Vmappable ones: {sorted(vmappable)}"
-            )
+            raise _not_vmappable(agent_name, name, vmappable)
         if not _is_numeric(value):
             raise ValueError(
                 f"{agent_name}: hyper-parameter {name!r} must be a number or a numeric array, "
