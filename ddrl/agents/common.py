@@ -350,21 +350,12 @@ def select_action(probs: jax.Array, key: jax.Array, explore: bool | jax.Array) -
 # ----------------------------------------------------------------------------- soft actor-critic
 
 
-@flax.struct.dataclass
-class SoftACHyper:
-    """Numeric hyper-parameters of the discrete soft actor-critics, as (vmappable) arrays."""
-
-    gamma: jax.Array
-    tau: jax.Array
-    target_entropy: jax.Array  # nats; only used when α is learned
-
-
-def target_entropy_of(cfg: Any, n_actions: int) -> jax.Array:
-    """`cfg.target_entropy` (nats) when set, else `cfg.target_entropy_ratio`·log|A|."""
-    absolute = getattr(cfg, "target_entropy", None)
-    if absolute is None:
-        return as_float(cfg.target_entropy_ratio * jnp.log(float(n_actions)))
-    return as_float(absolute)
+def with_target_entropy(cfg: Any, largest_entropy: jax.Array) -> Any:
+    """`cfg` with `target_entropy` (nats) resolved: as given, else `cfg.target_entropy_ratio`
+    times the policy's largest entropy (log|A| for a categorical policy over A)."""
+    if cfg.target_entropy is not None:
+        return cfg
+    return cfg.replace(target_entropy=cfg.target_entropy_ratio * largest_entropy)
 
 
 def soft_state_value(
@@ -434,14 +425,15 @@ def actor_and_alpha_step(
     critic: TrainState,
     obs: jax.Array,
     probs_fn: Any,
-    hyper: SoftACHyper,
+    target_entropy: jax.Array,
     learn_alpha: bool,
     normalize_q: bool = False,
 ) -> tuple[TrainState, TrainState, dict]:
     """The soft actor step shared by discrete SAC and diffusion SAC, then the α step.
 
     `probs_fn(actor_params)` gives π(·|obs) (a softmax head or a reverse diffusion chain);
-    the actor minimises the expected soft objective against the fixed twin-critic minimum.
+    the actor minimises the expected soft objective against the fixed twin-critic minimum;
+    with `learn_alpha`, log α then moves towards `target_entropy`.
     `normalize_q` rescales that minimum per state to zero mean and unit spread over the
     actions, so that α weighs entropy against a scale-free advantage (useful when the
     action values differ by little, as the make-spans of MEC decisions do).
@@ -459,6 +451,6 @@ def actor_and_alpha_step(
     (loss, entropy), grads = jax.value_and_grad(actor_loss, has_aux=True)(actor.params)
     metrics = {"actor_loss": loss, "entropy": jnp.mean(entropy), "alpha": alpha}
     if learn_alpha:
-        log_alpha, alpha_metrics = alpha_step(log_alpha, entropy, hyper.target_entropy)
+        log_alpha, alpha_metrics = alpha_step(log_alpha, entropy, target_entropy)
         metrics.update(alpha_metrics)
     return actor.apply_gradients(grads=grads), log_alpha, metrics
