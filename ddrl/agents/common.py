@@ -79,15 +79,15 @@ def _not_vmappable(owner: str, name: str, vmappable: tuple[str, ...]) -> ValueEr
     )
 
 
-def check_hparams(agent_name: str, config: Any, vmappable: tuple[str, ...], hparams: Any) -> None:
-    """Raise a clear `ValueError` unless `hparams` can be traced into `config`.
+def check_hparams(agent_name: str, config_cls: type, hparams: Any) -> None:
+    """Raise a clear `ValueError` unless `hparams` can be traced into a `config_cls`.
 
     `hparams` maps hyper-parameter names to numbers or numeric arrays (possibly traced).
-    Every name must be one of the agent's `vmappable` fields (the numeric ones that reach
-    the program only as arrays: learning rates, α, γ, ...). Fields that set a shape or
-    Python control flow (network widths, batch size, diffusion steps T, flags) cannot be
-    traced: they belong in the algo config, one compiled program per value. Checks names
-    and dtypes only, so it runs on tracers too, before anything is compiled.
+    Every name must be one of the config's `traced_fields` (the numeric ones that reach
+    the program only as arrays: learning rates, α, γ, ...). Static fields (network widths,
+    batch size, diffusion steps T, flags) cannot be traced: they belong in the algo config,
+    one compiled program per value. Checks names and dtypes only, so it runs on tracers
+    too, before anything is compiled.
     """
     if hparams is None:
         return
@@ -95,7 +95,8 @@ def check_hparams(agent_name: str, config: Any, vmappable: tuple[str, ...], hpar
         raise ValueError(
             f"{agent_name}: hyper-parameters must be a dict, got {type(hparams).__name__}"
         )
-    known = {f.name for f in dataclasses.fields(config)}
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    vmappable = traced_fields(config_cls)
     for name, value in hparams.items():
         if name not in known:
             raise ValueError(

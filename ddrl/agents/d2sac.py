@@ -59,8 +59,6 @@ class Config:
     greedy_chains: int = static(8)  # greedy action: argmax of π averaged over this many chain runs (0: one noise-free chain)
 
 
-HPARAMS = common.traced_fields(Config)  # vmappable hyper-parameters
-
 PUBLISHED = Config(
     learn_alpha=False,
     soft_target=False,

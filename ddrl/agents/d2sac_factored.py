@@ -28,7 +28,6 @@ from ddrl.agents.d2sac import AgentState
 KIND = "off_policy"
 SAMPLED_POLICY = True
 Config = d2sac.Config  # the agent's settings are d2sac's
-HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:

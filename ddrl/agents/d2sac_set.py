@@ -99,9 +99,6 @@ class Config(d2sac.Config):
     observation_layout: str = static("auto")  # auto | authors | authors_workload | rich (see TokenLayout)
 
 
-HPARAMS = common.traced_fields(Config)  # vmappable hyper-parameters
-
-
 # ----------------------------------------------------------------------------- tokens
 
 

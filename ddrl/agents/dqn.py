@@ -41,9 +41,6 @@ class Config:
     total_steps: int = static(500_000)  # env steps of the run (the training loop sets it)
 
 
-HPARAMS = common.traced_fields(Config)  # vmappable hyper-parameters
-
-
 @flax.struct.dataclass
 class AgentState:
     """Q-network with its optimiser, target parameters, config and counters."""

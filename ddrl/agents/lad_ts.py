@@ -27,7 +27,6 @@ from ddrl.agents.d2sac import AgentState
 
 KIND = "off_policy"
 SAMPLED_POLICY = True
-HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
 
 
 @flax.struct.dataclass

@@ -40,9 +40,6 @@ class Config:
     total_steps: int = static(500_000)  # env steps of the run (the training loop sets it)
 
 
-HPARAMS = common.traced_fields(Config)  # vmappable hyper-parameters
-
-
 @flax.struct.dataclass
 class Rollout:
     """`num_steps` steps of `num_envs` environments, time-major."""

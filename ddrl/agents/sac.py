@@ -43,9 +43,6 @@ class Config:
     updates_per_train: int = static(1)  # gradient steps per training round
 
 
-HPARAMS = common.traced_fields(Config)  # vmappable hyper-parameters
-
-
 @flax.struct.dataclass
 class AgentState:
     """Actor, twin critic with target, log α, config and counters."""

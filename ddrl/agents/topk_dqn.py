@@ -33,9 +33,6 @@ class Config(dqn.Config):
     k: int = static(3)  # servers chosen per task
 
 
-HPARAMS = common.traced_fields(Config)  # vmappable hyper-parameters
-
-
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
     """Q-network with one output per server (`n_actions` servers)."""
     cfg = common.config_from(Config, cfg)
