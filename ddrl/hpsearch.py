@@ -1,15 +1,15 @@
 """In-process hyper-parameter search: settings × seeds trained in one compiled program.
 
 `grid_search` trains every combination of a grid of hyper-parameters for `num_seeds`
-seeds. The numeric hyper-parameters that an agent lists in `HPARAMS` (learning rates, α,
-γ, τ, ...) are vmapped together with the seeds: settings × seeds runs form one batch
-axis of one `jax.jit(jax.vmap(train))` program, compiled once. Seed i of every setting
-uses the same key (`seed_keys(seed, num_seeds)[i]`), so settings are compared on common
-random numbers, and each run equals `train(key, setting)` run alone (up to the last bits
+seeds. The traced fields of an agent's `Config` (learning rates, α, γ, τ, ...;
+`ddrl.agents.common.traced_fields`) are vmapped together with the seeds: settings × seeds
+runs form one batch axis of one `jax.jit(jax.vmap(train))` program, compiled once. Seed i
+of every setting uses the same key (`seed_keys(seed, num_seeds)[i]`), so settings are
+compared on common random numbers, and each run equals `train(key, setting)` run alone (up to the last bits
 of float32: batched and unbatched XLA programs may round differently).
 
-Fields that set a shape or a Python branch cannot be vmapped: the diffusion steps T
-(`diffusion_steps`: the noise schedule and the reverse chain have T entries), network
+Static fields, which set a shape or a Python branch, cannot be vmapped: the diffusion steps
+T (`diffusion_steps`: the noise schedule and the reverse chain have T entries), network
 widths, batch size, flags. Such a field may still be in the grid: the settings are
 grouped by its values and each group is its own compiled program (the same thing a Hydra
 multirun does, without starting a process per value). With several local devices the
@@ -71,16 +71,16 @@ class SearchResult:
 def split_grid(algo_cfg: Any, grid: Mapping[str, Sequence[Any]]) -> tuple[list[str], list[str]]:
     """Check `grid` against the agent of `algo_cfg`, before anything is compiled.
 
-    Returns (vmapped names, static names): names in the agent's `HPARAMS` are vmapped and
-    must have numeric values; other fields of the agent's `Config` are static (one program
-    per value). An unknown name, an empty list or a non-numeric vmapped value is a
+    Returns (vmapped names, static names): traced fields of the agent's `Config` are
+    vmapped and must have numeric values; its static fields get one program per value.
+    An unknown name, an empty list or a non-numeric vmapped value is a
     `ValueError`.
     """
     algo = dict(config_items(algo_cfg))
     name = algo.get("name")
     agent = agents.get(name)
     config = agents.make_config(name, {k: v for k, v in algo.items() if k not in METHOD_KEYS})
-    vmappable = tuple(getattr(agent, "HPARAMS", ()))
+    vmappable = common.traced_fields(agent.Config)
     fields = {f.name for f in dataclasses.fields(config)}
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError("grid: give a non-empty dict {hyper-parameter: [values]}")
@@ -97,7 +97,7 @@ def split_grid(algo_cfg: Any, grid: Mapping[str, Sequence[Any]]) -> tuple[list[s
             )
         if key in vmappable:
             for value in values:
-                common.check_hparams(name, config, vmappable, {key: value})
+                common.check_hparams(name, agent.Config, {key: value})
             vmapped.append(key)
         else:
             static.append(key)
@@ -120,9 +120,9 @@ def grid_search(
     """Train every setting of `grid` (a cartesian product) for `num_seeds` seeds.
 
     `algo_cfg` is the base algo config (as for `make_trainer`); `grid` maps hyper-parameter
-    names to lists of values. Vmappable names (the agent's `HPARAMS`) share one compiled
-    program; each combination of values of the other names (e.g. `diffusion_steps`) gets
-    its own. Returns per-setting, per-seed, per-chunk metrics (`SearchResult`).
+    names to lists of values. Vmappable names (traced fields of the agent's `Config`) share
+    one compiled program; each combination of values of the other names (e.g.
+    `diffusion_steps`) gets its own. Returns per-setting, per-seed, per-chunk metrics (`SearchResult`).
     """
     split_grid(algo_cfg, grid)
     names = list(grid)

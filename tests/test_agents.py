@@ -110,6 +110,33 @@ def test_presets_differ_where_published():
         agents.make_config("dqn", {"name": "dqn", "learnin_rate": 1.0})
 
 
+SOFT_AC_TRACED = {"actor_lr", "critic_lr", "alpha_lr", "weight_decay", "gamma", "tau", "alpha",
+                  "target_entropy_ratio", "target_entropy"}  # fmt: skip
+DQN_TRACED = {"learning_rate", "weight_decay", "gamma", "tau", "eps_start", "eps_end", "exploration_fraction",
+              "exploration_steps", "exploration_start"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name, traced", [
+    ("dqn", DQN_TRACED), ("topk_dqn", DQN_TRACED), ("sac", SOFT_AC_TRACED), ("d2sac", SOFT_AC_TRACED),
+    ("d2sac_factored", SOFT_AC_TRACED), ("lad_ts", SOFT_AC_TRACED), ("d2sac_set", SOFT_AC_TRACED | {"relax_temperature"}),
+    ("ppo", {"learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef"}),
+])  # fmt: skip
+def test_traced_config_fields_are_the_numeric_hyperparameters(name, traced):
+    """The Config's metadata says what may be vmapped; an agent state holds its config with
+    those fields as float32 arrays, so plain and traced configs give one pytree structure."""
+    module = agents.get(name)
+    assert set(common.traced_fields(module.Config)) == traced
+    with pytest.raises(ValueError, match="'activation' sets a shape or Python control flow and cannot be vmapped"):
+        common.config_from(module.Config, {"activation": jnp.ones(2)})
+    if name in ("dqn", "sac", "d2sac", "ppo"):
+        small = {"hidden": (8,)} if name != "d2sac" else {"denoiser_hidden": (8,), "critic_hidden": (8,)}
+        plain = module.init(jax.random.PRNGKey(0), (4,), 2, module.Config(**small))
+        traced_cfg = module.Config(**small, gamma=jnp.float32(0.5))
+        traced_state = module.init(jax.random.PRNGKey(0), (4,), 2, traced_cfg)
+        assert jax.tree.structure(traced_state.cfg) == jax.tree.structure(plain.cfg)
+        assert all(jnp.asarray(getattr(plain.cfg, k)).dtype == jnp.float32 for k in traced)
+
+
 def test_sampled_actions_follow_the_probabilities_and_greedy_takes_the_argmax():
     """common.select_action: inverse-CDF sampling reproduces π's frequencies; greedy = argmax."""
     from ddrl.agents import common

@@ -99,7 +99,7 @@ def test_on_a_probe_with_a_stochastic_optimum_sample_reproduces_it_and_greedy_ta
     obs, state = env.reset(jax.random.PRNGKey(1), env.default_params)
     keys = jax.random.split(jax.random.PRNGKey(2), 4000)
     frequencies = {}
-    noise_free = runner.agent.replace(greedy_chains=0)
+    noise_free = runner.agent.replace(cfg=runner.agent.cfg.replace(greedy_chains=0))
     for name, agent, mode in (("sample", runner.agent, "sample"), ("greedy", runner.agent, "greedy"),
                               ("noise-free", noise_free, "greedy")):  # fmt: skip
         policy = trainer.policy(agent, mode)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ddrl import agents
+from ddrl.agents import common
 from ddrl.hpsearch import grid_search, split_grid
 from ddrl.training import make_trainer, run_training, seed_keys
 
@@ -79,7 +80,7 @@ def test_traced_hyperparameters_equal_the_configured_ones(cartpole, separate_run
 
 @pytest.mark.parametrize("name", ["d2sac", "d2sac_published", "dqn", "sac", "ppo"])
 def test_every_listed_hyperparameter_traces_under_vmap(cartpole, name):
-    """Each agent's `HPARAMS` reach the program as traced arrays (no int(), if, shapes):
+    """Each agent's traced `Config` fields reach the program as arrays (no int(), if, shapes):
     lowering `jit(vmap(train))` with all of them batched succeeds (nothing is compiled)."""
     env, env_params = cartpole
     small = {"d2sac": {"denoiser_hidden": [8], "critic_hidden": [8], "batch_size": 8,
@@ -93,7 +94,7 @@ def test_every_listed_hyperparameter_traces_under_vmap(cartpole, name):
     base = agents.make_config(name)
     hparams = {
         k: jnp.full((3,), 0.5 if getattr(base, k) is None else getattr(base, k), jnp.float32)
-        for k in agents.get(name).HPARAMS
+        for k in common.traced_fields(agents.get(name).Config)
     }
     jax.jit(jax.vmap(trainer.train)).lower(seed_keys(0, 3), hparams)
 

@@ -174,7 +174,7 @@ def test_factored_set_value_and_actions():
     np.testing.assert_allclose(factored_d2sac.set_value(q, mask), [(1 + 3) / 2 + 20.0])
     state = factored_d2sac.init(jax.random.PRNGKey(0), (6,), 4, factored_d2sac.Config(
         denoiser_hidden=(8,), critic_hidden=(8,)))  # fmt: skip
-    np.testing.assert_allclose(float(state.hyper.target_entropy), 0.7 * 2 * np.log(4), rtol=1e-6)
+    np.testing.assert_allclose(float(state.cfg.target_entropy), 0.7 * 2 * np.log(4), rtol=1e-6)
     sets = factored_d2sac.act(state, jnp.ones((64, 6)), jax.random.PRNGKey(1), True)
     assert sets.shape == (64, 4) and np.all(np.asarray(sets).sum(axis=1) >= 1)
     agent = factored_d2sac.FactoredAgent("d2sac_factored", factored_d2sac, factored_d2sac.Config(), 4)

@@ -11,6 +11,7 @@ import pytest
 
 from cli import precheck_lines, run_cli
 from ddrl import agents
+from ddrl.agents import d2sac_set
 from ddrl.envs.scenarios import build_mec
 from ddrl.training import make_trainer
 
@@ -44,7 +45,7 @@ def test_a_shared_set_actor_trained_at_five_servers_acts_at_twenty_with_the_same
     moved = agents.transfer_weights(trained.agent, large.init_agent(jax.random.PRNGKey(1)))
     for path_leaf, kept in zip(jax.tree_util.tree_leaves(moved.actor.params), jax.tree_util.tree_leaves(trained.agent.actor.params)):
         np.testing.assert_array_equal(path_leaf, kept)
-    assert moved.layout.num_servers == 20 and moved.update_count == 0  # the target's own rest
+    assert d2sac_set.token_layout(moved).num_servers == 20 and moved.update_count == 0  # the target's own rest
     obs, state = large_env.reset(jax.random.PRNGKey(2), large_params)
     action = large.policy(moved, "greedy")(jax.random.PRNGKey(3), obs, state, large_params)
     assert action.shape == (20,) and bool(jnp.any(action))

@@ -82,8 +82,9 @@ def test_permuting_the_servers_permutes_scores_greedy_set_and_leaves_q_unchanged
     sampled = d2sac_set.act(state, obs, jax.random.PRNGKey(3), True)
     np.testing.assert_array_equal(d2sac_set.act(state, obs, jax.random.PRNGKey(3), jnp.bool_(True)), sampled)
     chosen = sampled.astype(jnp.float32)
-    q_base = state.critic.apply_fn(state.critic.params, state.layout.tokens(obs), chosen)
-    q_moved = state.critic.apply_fn(state.critic.params, state.layout.tokens(permuted), chosen[:, order])
+    layout = d2sac_set.token_layout(state)
+    q_base = state.critic.apply_fn(state.critic.params, layout.tokens(obs), chosen)
+    q_moved = state.critic.apply_fn(state.critic.params, layout.tokens(permuted), chosen[:, order])
     for a, b in zip(q_base, q_moved):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 

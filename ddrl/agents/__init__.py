@@ -1,7 +1,7 @@
 """Learning algorithms, one module each, looked up by the name used in `conf/algo/`.
 
-Every module provides `KIND` ("off_policy" or "on_policy"), a frozen `Config` dataclass of
-hyper-parameters, `init(key, obs_shape, n_actions, cfg)`, `act(state, obs, key, explore)`
+Every module provides `KIND` ("off_policy" or "on_policy"), a `Config` pytree of
+hyper-parameters (traced fields and `common.static` ones), `init(key, obs_shape, n_actions, cfg)`, `act(state, obs, key, explore)`
 and `update(state, batch, key)`; `make_agent` wraps it in the agent protocol of
 `ddrl.agents.base` (the module's own agent class where it has abilities of its own: top-k
 and set actions, LAD-TS's latent table), and in `PerGroup` for one agent per base station.

@@ -144,7 +144,7 @@ class ModuleBacked:
 
     name: str
     module: Any  # the agent's module (ddrl.agents.dqn, ...)
-    config: Any  # its frozen Config dataclass
+    config: Any  # its Config pytree (numbers in the traced fields, the run's static settings)
     num_actions: int
 
     @property
@@ -155,16 +155,17 @@ class ModuleBacked:
 
     @property
     def vmappable(self) -> tuple[str, ...]:
-        """Hyper-parameters that `init` accepts as traced arrays (learning rates, α, γ, ...)."""
-        return tuple(self.module.HPARAMS)
+        """Hyper-parameters that `init` accepts as traced arrays (learning rates, α, γ, ...):
+        the traced fields of the module's `Config`."""
+        return common.traced_fields(self.module.Config)
 
     def check_hparams(self, hparams: dict | None) -> None:
         """A clear ValueError unless `hparams` can be traced into this agent (before compiling)."""
-        common.check_hparams(self.name, self.config, self.vmappable, hparams)
+        common.check_hparams(self.name, self.module.Config, hparams)
 
     def init(self, key: jax.Array, spec: AgentSpec, hparams: dict | None = None) -> Any:
         self.check_hparams(hparams)
-        config = dataclasses.replace(self.config, **(hparams or {}))
+        config = self.config.replace(**(hparams or {}))
         return self.module.init(key, spec.obs_shape, spec.num_actions, config)
 
     def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,

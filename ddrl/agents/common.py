@@ -1,4 +1,5 @@
-"""Pieces shared by the agents: replay buffer, n-step returns, target updates, optimiser.
+"""Pieces shared by the agents: config pytrees, replay buffer, n-step returns, target updates,
+optimiser.
 
 Everything is a pure function over `flax.struct` pytrees, so it jits and vmaps over seeds.
 """
@@ -17,38 +18,76 @@ from flax.training.train_state import TrainState
 # ----------------------------------------------------------------------------- config
 
 
+def static(default: Any = dataclasses.MISSING) -> Any:
+    """A `flax.struct.dataclass` field that is static: part of the pytree's structure, not a
+    leaf. In an agent's `Config` it marks what sets a shape or Python control flow (widths,
+    batch size, diffusion steps T, flags, names): one compiled program per value. The other
+    fields of a `Config` are traced: numbers that reach the program only as arrays
+    (learning rates, α, γ, ...), which is how hyper-parameters get vmapped."""
+    return flax.struct.field(pytree_node=False, default=default)
+
+
+def traced_fields(config_cls: type) -> tuple[str, ...]:
+    """The fields of `config_cls` that may be traced and vmapped (those not marked `static`)."""
+    return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("pytree_node", True))
+
+
+def as_arrays(cfg: Any) -> Any:
+    """`cfg` with every traced field a float32 array, so that a config built from numbers and
+    one with traced overrides have the same pytree structure (what an agent state holds)."""
+    return cfg.replace(**{name: as_float(getattr(cfg, name)) for name in traced_fields(type(cfg))})
+
+
 def config_from(config_cls: type, cfg: Any) -> Any:
-    """Build an agent's frozen `Config` dataclass from a mapping (dict or OmegaConf node).
+    """Build an agent's `Config` pytree from a mapping (dict or OmegaConf node).
 
     The keys `name` and `kind` (used by Hydra to pick the algorithm) are ignored; any other
     unknown key is an error, so a misspelt hyper-parameter is never silently dropped.
-    Numeric values may be JAX arrays, which is how hyper-parameters get vmapped.
+    Traced fields may be JAX arrays, which is how hyper-parameters get vmapped; an array
+    in a static field is an error.
     """
-    if isinstance(cfg, config_cls):
-        return cfg
     if cfg is None:
         return config_cls()
-    if not isinstance(cfg, Mapping):  # OmegaConf DictConfig
-        from omegaconf import OmegaConf
+    if not isinstance(cfg, config_cls):
+        if not isinstance(cfg, Mapping):  # OmegaConf DictConfig
+            from omegaconf import OmegaConf
 
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    values = {k: v for k, v in cfg.items() if k not in ("name", "kind")}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{config_cls.__module__}: unknown hyper-parameters {unknown}")
-    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        known = {f.name for f in dataclasses.fields(config_cls)}
+        values = {k: v for k, v in cfg.items() if k not in ("name", "kind")}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{config_cls.__module__}: unknown hyper-parameters {unknown}")
+        cfg = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    _check_static_fields(cfg)
+    return cfg
 
 
-def check_hparams(agent_name: str, config: Any, vmappable: tuple[str, ...], hparams: Any) -> None:
-    """Raise a clear `ValueError` unless `hparams` can be traced into `config`.
+def _check_static_fields(config: Any) -> None:
+    """A ValueError if a static field of `config` holds an array (a traced value, say)."""
+    vmappable = traced_fields(type(config))
+    for field in dataclasses.fields(config):
+        if field.name not in vmappable and isinstance(getattr(config, field.name), (jax.Array, np.ndarray)):
+            raise _not_vmappable(type(config).__module__, field.name, vmappable)
+
+
+def _not_vmappable(owner: str, name: str, vmappable: tuple[str, ...]) -> ValueError:
+    return ValueError(
+        f"{owner}: hyper-parameter {name!r} sets a shape or Python control flow and "
+        f"cannot be vmapped; set it in the algo config (one compiled program per value, "
+        f"e.g. a Hydra multirun). Vmappable ones: {sorted(vmappable)}"
+    )
+
+
+def check_hparams(agent_name: str, config_cls: type, hparams: Any) -> None:
+    """Raise a clear `ValueError` unless `hparams` can be traced into a `config_cls`.
 
     `hparams` maps hyper-parameter names to numbers or numeric arrays (possibly traced).
-    Every name must be one of the agent's `vmappable` fields (the numeric ones that reach
-    the program only as arrays: learning rates, α, γ, ...). Fields that set a shape or
-    Python control flow (network widths, batch size, diffusion steps T, flags) cannot be
-    traced: they belong in the algo config, one compiled program per value. Checks names
-    and dtypes only, so it runs on tracers too, before anything is compiled.
+    Every name must be one of the config's `traced_fields` (the numeric ones that reach
+    the program only as arrays: learning rates, α, γ, ...). Static fields (network widths,
+    batch size, diffusion steps T, flags) cannot be traced: they belong in the algo config,
+    one compiled program per value. Checks names and dtypes only, so it runs on tracers
+    too, before anything is compiled.
     """
     if hparams is None:
         return
@@ -56,7 +95,8 @@ def check_hparams(agent_name: str, config: Any, vmappable: tuple[str, ...], hpar
         raise ValueError(
             f"{agent_name}: hyper-parameters must be a dict, got {type(hparams).__name__}"
         )
-    known = {f.name for f in dataclasses.fields(config)}
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    vmappable = traced_fields(config_cls)
     for name, value in hparams.items():
         if name not in known:
             raise ValueError(
@@ -64,11 +104,7 @@ def check_hparams(agent_name: str, config: Any, vmappable: tuple[str, ...], hpar
                 f"vmappable ones: {sorted(vmappable)}"
             )
         if name not in vmappable:
-            raise ValueError(
-                f"{agent_name}: hyper-parameter {name!r} sets a shape or Python control flow and "
-                f"cannot be vmapped; set it in the algo config (one compiled program per value, "
-                f"e.g. a Hydra multirun). Vmappable ones: {sorted(vmappable)}"
-            )
+            raise _not_vmappable(agent_name, name, vmappable)
         if not _is_numeric(value):
             raise ValueError(
                 f"{agent_name}: hyper-parameter {name!r} must be a number or a numeric array, "
@@ -315,21 +351,12 @@ def select_action(probs: jax.Array, key: jax.Array, explore: bool | jax.Array) -
 # ----------------------------------------------------------------------------- soft actor-critic
 
 
-@flax.struct.dataclass
-class SoftACHyper:
-    """Numeric hyper-parameters of the discrete soft actor-critics, as (vmappable) arrays."""
-
-    gamma: jax.Array
-    tau: jax.Array
-    target_entropy: jax.Array  # nats; only used when α is learned
-
-
-def target_entropy_of(cfg: Any, n_actions: int) -> jax.Array:
-    """`cfg.target_entropy` (nats) when set, else `cfg.target_entropy_ratio`·log|A|."""
-    absolute = getattr(cfg, "target_entropy", None)
-    if absolute is None:
-        return as_float(cfg.target_entropy_ratio * jnp.log(float(n_actions)))
-    return as_float(absolute)
+def with_target_entropy(cfg: Any, largest_entropy: jax.Array) -> Any:
+    """`cfg` with `target_entropy` (nats) resolved: as given, else `cfg.target_entropy_ratio`
+    times the policy's largest entropy (log|A| for a categorical policy over A)."""
+    if cfg.target_entropy is not None:
+        return cfg
+    return cfg.replace(target_entropy=cfg.target_entropy_ratio * largest_entropy)
 
 
 def soft_state_value(
@@ -399,14 +426,15 @@ def actor_and_alpha_step(
     critic: TrainState,
     obs: jax.Array,
     probs_fn: Any,
-    hyper: SoftACHyper,
+    target_entropy: jax.Array,
     learn_alpha: bool,
     normalize_q: bool = False,
 ) -> tuple[TrainState, TrainState, dict]:
     """The soft actor step shared by discrete SAC and diffusion SAC, then the α step.
 
     `probs_fn(actor_params)` gives π(·|obs) (a softmax head or a reverse diffusion chain);
-    the actor minimises the expected soft objective against the fixed twin-critic minimum.
+    the actor minimises the expected soft objective against the fixed twin-critic minimum;
+    with `learn_alpha`, log α then moves towards `target_entropy`.
     `normalize_q` rescales that minimum per state to zero mean and unit spread over the
     actions, so that α weighs entropy against a scale-free advantage (useful when the
     action values differ by little, as the make-spans of MEC decisions do).
@@ -424,6 +452,6 @@ def actor_and_alpha_step(
     (loss, entropy), grads = jax.value_and_grad(actor_loss, has_aux=True)(actor.params)
     metrics = {"actor_loss": loss, "entropy": jnp.mean(entropy), "alpha": alpha}
     if learn_alpha:
-        log_alpha, alpha_metrics = alpha_step(log_alpha, entropy, hyper.target_entropy)
+        log_alpha, alpha_metrics = alpha_step(log_alpha, entropy, target_entropy)
         metrics.update(alpha_metrics)
     return actor.apply_gradients(grads=grads), log_alpha, metrics

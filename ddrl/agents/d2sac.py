@@ -9,7 +9,7 @@ is a twin Q-network with Polyak targets; the critic target uses a Polyak target 
 `Config()` defaults are the project's variant; `PUBLISHED` is the faithful preset of the
 AGOD/D2SAC code (Du et al., TMC 2024) — see conf/algo/d2sac*.yaml.
 """
-import dataclasses
+from typing import Any
 
 import flax.struct
 import jax
@@ -17,22 +17,19 @@ import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from ddrl.agents import common
+from ddrl.agents.common import static
 from ddrl.nets import Denoiser, DiffusionSchedule, TwinQ, conditioned_denoiser, make_schedule, sample
 
 KIND = "off_policy"
 SAMPLED_POLICY = True  # soft actor-critic optimises the sampled policy (its headline evaluation)
-# Numeric hyper-parameters that reach the program only as arrays, so `train(key, hparams)`
-# can vmap them (learning rates via the optimiser state, α as the initial log α); the other
-# fields (widths, batch size, diffusion steps T, flags) set shapes or Python branches.
-HPARAMS = (
-    "actor_lr", "critic_lr", "alpha_lr", "weight_decay", "gamma", "tau", "alpha",
-    "target_entropy_ratio", "target_entropy",
-)
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class Config:
-    """Diffusion SAC hyper-parameters (the project's variant)."""
+    """Diffusion SAC hyper-parameters (the project's variant). Unmarked fields are traced, so
+    `train(key, hparams)` can vmap them (learning rates via the optimiser state, α as the
+    initial log α); `static` ones (widths, batch size, diffusion steps T, flags) set shapes
+    or Python branches."""
 
     actor_lr: float = 1e-4  # denoiser Adam step size
     critic_lr: float = 1e-3  # critic Adam step size
@@ -41,25 +38,25 @@ class Config:
     gamma: float = 0.95  # discount
     tau: float = 0.005  # Polyak rate of the target actor and critic
     alpha: float = 0.05  # entropy weight (initial value when learned)
-    learn_alpha: bool = True  # tune α towards the target entropy
+    learn_alpha: bool = static(True)  # tune α towards the target entropy
     target_entropy_ratio: float = 0.7  # target entropy as a share of log|A|
     target_entropy: float | None = None  # absolute target entropy (nats); overrides the ratio
-    soft_target: bool = True  # add α·H(π(·|s')) to the critic target
-    clip_x0: float | None = 3.0  # clip the predicted x̂_0 to ±clip_x0 (None: off)
-    normalize_q: bool = False  # actor sees Q(s,·) standardised over the actions
-    diffusion_steps: int = 5  # reverse steps T
-    beta_schedule: str = "vp"  # vp | linear | cosine
-    denoiser_hidden: tuple[int, ...] = (256, 256)  # denoiser widths
-    denoiser_output: str = "tanh"  # output activation of the denoiser (tanh | softmax | none)
-    critic_hidden: tuple[int, ...] = (256, 256)  # critic widths
-    activation: str = "mish"  # hidden activation of denoiser and critic
-    buffer_size: int = 1_000_000  # replay capacity (transitions)
-    batch_size: int = 512  # minibatch size
-    n_step: int = 3  # steps of the bootstrapped return
-    learning_starts: int = 1_000  # env steps before the first update
-    train_every: int = 1  # env steps (over all envs) per training round
-    updates_per_train: int = 1  # gradient steps per training round
-    greedy_chains: int = 8  # greedy action: argmax of π averaged over this many chain runs (0: one noise-free chain)
+    soft_target: bool = static(True)  # add α·H(π(·|s')) to the critic target
+    clip_x0: float | None = static(3.0)  # clip the predicted x̂_0 to ±clip_x0 (None: off)
+    normalize_q: bool = static(False)  # actor sees Q(s,·) standardised over the actions
+    diffusion_steps: int = static(5)  # reverse steps T
+    beta_schedule: str = static("vp")  # vp | linear | cosine
+    denoiser_hidden: tuple[int, ...] = static((256, 256))  # denoiser widths
+    denoiser_output: str = static("tanh")  # output activation of the denoiser (tanh | softmax | none)
+    critic_hidden: tuple[int, ...] = static((256, 256))  # critic widths
+    activation: str = static("mish")  # hidden activation of denoiser and critic
+    buffer_size: int = static(1_000_000)  # replay capacity (transitions)
+    batch_size: int = static(512)  # minibatch size
+    n_step: int = static(3)  # steps of the bootstrapped return
+    learning_starts: int = static(1_000)  # env steps before the first update
+    train_every: int = static(1)  # env steps (over all envs) per training round
+    updates_per_train: int = static(1)  # gradient steps per training round
+    greedy_chains: int = static(8)  # greedy action: argmax of π averaged over this many chain runs (0: one noise-free chain)
 
 
 PUBLISHED = Config(
@@ -71,7 +68,10 @@ PUBLISHED = Config(
 
 @flax.struct.dataclass
 class AgentState:
-    """Diffusion actor and twin critic, their targets, log α and counters."""
+    """Diffusion actor and twin critic, their targets, log α, config and counters.
+
+    Also the agents built on d2sac's chain (d2sac_factored, lad_ts, d2sac_set) hold this:
+    their `denoiser` and `cfg` are their own."""
 
     actor: TrainState
     actor_target: dict
@@ -79,55 +79,57 @@ class AgentState:
     critic_target: dict
     log_alpha: TrainState
     schedule: DiffusionSchedule
-    hyper: common.SoftACHyper
+    cfg: Config  # traced fields as arrays, `target_entropy` resolved
     env_steps: jax.Array
     update_count: jax.Array
-    n_actions: int = flax.struct.field(pytree_node=False, default=2)
-    denoiser: Denoiser | None = flax.struct.field(pytree_node=False, default=None)  # the ε_θ module
-    learn_alpha: bool = flax.struct.field(pytree_node=False, default=True)
-    soft_target: bool = flax.struct.field(pytree_node=False, default=True)
-    clip_x0: float | None = flax.struct.field(pytree_node=False, default=None)
-    normalize_q: bool = flax.struct.field(pytree_node=False, default=False)
-    greedy_chains: int = flax.struct.field(pytree_node=False, default=1)
+    n_actions: int = static()  # values the reverse chain produces per state
+    denoiser: Any = static()  # the ε_θ module (a flax Module)
 
 
-def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
-    """Fresh diffusion actor and critics for observations of `obs_shape`."""
+def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None,
+         largest_entropy: jax.Array | None = None) -> AgentState:
+    """Fresh diffusion actor and critics for observations of `obs_shape` and `n_actions`
+    logits. The target entropy ratio is a share of `largest_entropy` (default log n_actions)."""
     cfg = common.config_from(Config, cfg)
     key_actor, key_critic = jax.random.split(key)
     dummy_obs = jnp.zeros((1,) + tuple(obs_shape))
-    output = None if cfg.denoiser_output == "none" else cfg.denoiser_output
-    denoiser = Denoiser(n_actions, cfg.denoiser_hidden, cfg.activation, output)
+    denoiser = Denoiser(n_actions, cfg.denoiser_hidden, cfg.activation, denoiser_output(cfg))
     actor_params = denoiser.init(
         key_actor, jnp.zeros((1, n_actions)), jnp.zeros((1,), jnp.int32), dummy_obs
     )
     critic_net = TwinQ(n_actions, cfg.critic_hidden, cfg.activation)
     critic_params = critic_net.init(key_critic, dummy_obs)
+    if largest_entropy is None:
+        largest_entropy = jnp.log(float(n_actions))
+    return new_state(cfg, denoiser, actor_params, critic_net.apply, critic_params, n_actions, largest_entropy)
+
+
+def denoiser_output(cfg: Config) -> str | None:
+    """The denoiser's output activation (None for "none")."""
+    return None if cfg.denoiser_output == "none" else cfg.denoiser_output
+
+
+def new_state(cfg: Config, denoiser: Any, actor_params: dict, critic_apply: Any, critic_params: dict,
+              n_actions: int, largest_entropy: jax.Array) -> AgentState:
+    """The state around freshly initialised actor and critic weights: their optimisers and
+    targets, log α, the noise schedule, and `cfg` as arrays with its target entropy resolved
+    (the target entropy ratio a share of `largest_entropy`)."""
     return AgentState(
         actor=common.create_train_state(
             denoiser.apply, actor_params, cfg.actor_lr, cfg.weight_decay
         ),
         actor_target=actor_params,
         critic=common.create_train_state(
-            critic_net.apply, critic_params, cfg.critic_lr, cfg.weight_decay
+            critic_apply, critic_params, cfg.critic_lr, cfg.weight_decay
         ),
         critic_target=critic_params,
         log_alpha=common.create_log_alpha(cfg.alpha, cfg.alpha_lr),
         schedule=make_schedule(cfg.beta_schedule, cfg.diffusion_steps),
-        hyper=common.SoftACHyper(
-            gamma=common.as_float(cfg.gamma),
-            tau=common.as_float(cfg.tau),
-            target_entropy=common.target_entropy_of(cfg, n_actions),
-        ),
+        cfg=common.as_arrays(common.with_target_entropy(cfg, largest_entropy)),
         env_steps=jnp.zeros((), jnp.int32),
         update_count=jnp.zeros((), jnp.int32),
         n_actions=int(n_actions),
         denoiser=denoiser,
-        learn_alpha=bool(cfg.learn_alpha),
-        soft_target=bool(cfg.soft_target),
-        clip_x0=None if cfg.clip_x0 is None else float(cfg.clip_x0),
-        normalize_q=bool(cfg.normalize_q),
-        greedy_chains=int(cfg.greedy_chains),
     )
 
 
@@ -137,7 +139,7 @@ def reverse_chain(state: AgentState, actor_params: dict, obs: jax.Array, key: ja
     `noise_free`: the deterministic mean path)."""
     eps_fn = conditioned_denoiser(state.denoiser, actor_params, obs, state.schedule.num_steps)
     shape = obs.shape[:-1] + (state.n_actions,)
-    return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=state.clip_x0,
+    return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=state.cfg.clip_x0,
                   noise_free=noise_free)  # fmt: skip
 
 
@@ -148,16 +150,16 @@ def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array
 
 
 def greedy_probs(policy_fn, state: AgentState, obs: jax.Array, key: jax.Array) -> jax.Array:
-    """What the greedy action is the argmax of: π averaged over `state.greedy_chains` runs of
+    """What the greedy action is the argmax of: π averaged over `cfg.greedy_chains` runs of
     the chain (its start noise makes one run random), or π of the noise-free chain (0).
 
     `policy_fn(state, actor_params, obs, key, noise_free=...)` is the agent's π (d2sac's,
     LAD-TS's). The same key gives the same average.
     """
     params = state.actor.params
-    if state.greedy_chains == 0:
+    if state.cfg.greedy_chains == 0:
         return policy_fn(state, params, obs, key, noise_free=True)
-    keys = jax.random.split(key, state.greedy_chains)
+    keys = jax.random.split(key, state.cfg.greedy_chains)
     return jnp.mean(jax.vmap(lambda k: policy_fn(state, params, obs, k))(keys), axis=0)
 
 
@@ -200,22 +202,28 @@ def soft_update(state: AgentState, batch: common.Batch, key: jax.Array, policy_f
     (factored actions)."""
     key_target, key_actor = jax.random.split(key)
     alpha = common.current_alpha(state.log_alpha)
-    reward, bootstrap = common.nstep_target(batch, state.hyper.gamma)
+    reward, bootstrap = common.nstep_target(batch, state.cfg.gamma)
     next_probs = policy_fn(state, state.actor_target, batch.next_obs, key_target)
     next_critic_obs = critic_input(batch.next_obs)
     next_q = jnp.minimum(*state.critic.apply_fn(state.critic_target, next_critic_obs))
-    next_value = common.soft_state_value(next_probs, next_q, alpha, state.soft_target)
+    next_value = common.soft_state_value(next_probs, next_q, alpha, state.cfg.soft_target)
     target = jax.lax.stop_gradient(reward + bootstrap * next_value)
     critic_batch = batch.replace(obs=critic_input(batch.obs))
     critic, metrics = common.critic_step(state.critic, critic_batch, target, action_value)
 
     actor, log_alpha, actor_metrics = common.actor_and_alpha_step(
         state.actor, state.log_alpha, critic, critic_batch.obs,
-        lambda params: policy_fn(state, params, batch.obs, key_actor), state.hyper, state.learn_alpha,
-        state.normalize_q,
+        lambda params: policy_fn(state, params, batch.obs, key_actor), state.cfg.target_entropy,
+        state.cfg.learn_alpha, state.cfg.normalize_q,
     )  # fmt: skip
     metrics.update(actor_metrics)
-    tau = state.hyper.tau
+    return after_update(state, actor, critic, log_alpha), metrics
+
+
+def after_update(state: AgentState, actor: TrainState, critic: TrainState, log_alpha: TrainState) -> AgentState:
+    """`state` after one actor-critic step: the stepped networks and log α, Polyak targets
+    and one more update counted."""
+    tau = state.cfg.tau
     return state.replace(
         actor=actor,
         actor_target=common.polyak_update(state.actor_target, actor.params, tau),
@@ -223,4 +231,4 @@ def soft_update(state: AgentState, batch: common.Batch, key: jax.Array, policy_f
         critic_target=common.polyak_update(state.critic_target, critic.params, tau),
         log_alpha=log_alpha,
         update_count=state.update_count + 1,
-    ), metrics
+    )

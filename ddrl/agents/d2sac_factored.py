@@ -23,21 +23,17 @@ import jax.numpy as jnp
 
 from ddrl.agents import common, d2sac
 from ddrl.agents.base import ModuleAgent
-from ddrl.agents.d2sac import AgentState, Config  # noqa: F401  (Config: the agent's settings)
+from ddrl.agents.d2sac import AgentState
 
 KIND = "off_policy"
 SAMPLED_POLICY = True
-HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
+Config = d2sac.Config  # the agent's settings are d2sac's
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
-    """Actor and critics with 2·`n_actions` outputs for `n_actions` servers."""
-    cfg = common.config_from(Config, cfg)
-    state = d2sac.init(key, obs_shape, 2 * n_actions, cfg)
-    largest_entropy = 2.0 * jnp.log(float(n_actions))
-    target = (cfg.target_entropy_ratio * largest_entropy if cfg.target_entropy is None
-              else cfg.target_entropy)  # fmt: skip
-    return state.replace(hyper=state.hyper.replace(target_entropy=common.as_float(target)))
+    """Actor and critics with 2·`n_actions` outputs for `n_actions` servers (the largest
+    factored entropy 2·log B)."""
+    return d2sac.init(key, obs_shape, 2 * n_actions, cfg, largest_entropy=2.0 * jnp.log(float(n_actions)))
 
 
 def num_servers(state: AgentState) -> int:

@@ -76,25 +76,27 @@ import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from ddrl.agents import common, d2sac, d2sac_factored
-from ddrl.nets import MLP, DiffusionSchedule, activation_fn, make_schedule, sample, sinusoidal_embedding
+from ddrl.agents.common import static
+from ddrl.agents.d2sac import AgentState
+from ddrl.nets import MLP, activation_fn, sample, sinusoidal_embedding
 
 KIND = "off_policy"
 SAMPLED_POLICY = True
-HPARAMS = d2sac.HPARAMS + ("relax_temperature",)  # vmappable hyper-parameters
 LAYOUTS = ("auto", "authors", "authors_workload", "rich", "servers")
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class Config(d2sac.Config):
     """d2sac's settings (denoiser_hidden: the per-token noise predictor's widths;
-    critic_hidden: the critic's χ and ρ widths) and the set actor's own."""
+    critic_hidden: the critic's χ and ρ widths) and the set actor's own, traced or static
+    as in d2sac's."""
 
-    clip_x0: float | None = 5.0  # scores are Bernoulli logits: ±5 lets p reach 0.007 / 0.993
-    token_hidden: tuple[int, ...] = (64,)  # widths of the per-token encoder φ and mixing ψ
-    embed_dim: int = 32  # width of a token embedding e_i
+    clip_x0: float | None = static(5.0)  # scores are Bernoulli logits: ±5 lets p reach 0.007 / 0.993
+    token_hidden: tuple[int, ...] = static((64,))  # widths of the per-token encoder φ and mixing ψ
+    embed_dim: int = static(32)  # width of a token embedding e_i
     relax_temperature: float = 1.0  # τ of the straight-through Gumbel-sigmoid (actor gradient)
-    value_samples: int = 4  # sets S' ∼ π(·|s') averaged in the soft critic target
-    observation_layout: str = "auto"  # auto | authors | authors_workload | rich (see TokenLayout)
+    value_samples: int = static(4)  # sets S' ∼ π(·|s') averaged in the soft critic target
+    observation_layout: str = static("auto")  # auto | authors | authors_workload | rich (see TokenLayout)
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -319,66 +321,28 @@ def greedy_set(probs: jax.Array) -> jax.Array:
 # ----------------------------------------------------------------------------- agent state
 
 
-@flax.struct.dataclass
-class AgentState:
-    """Set diffusion actor and twin set critic, their targets, log α and counters."""
-
-    actor: TrainState
-    actor_target: dict
-    critic: TrainState
-    critic_target: dict
-    log_alpha: TrainState
-    schedule: DiffusionSchedule
-    hyper: common.SoftACHyper
-    relax_temperature: jax.Array
-    env_steps: jax.Array
-    update_count: jax.Array
-    layout: TokenLayout = flax.struct.field(pytree_node=False, default=None)
-    denoiser: SetDenoiser | None = flax.struct.field(pytree_node=False, default=None)
-    learn_alpha: bool = flax.struct.field(pytree_node=False, default=True)
-    soft_target: bool = flax.struct.field(pytree_node=False, default=True)
-    clip_x0: float | None = flax.struct.field(pytree_node=False, default=None)
-    normalize_q: bool = flax.struct.field(pytree_node=False, default=False)
-    greedy_chains: int = flax.struct.field(pytree_node=False, default=1)
-    value_samples: int = flax.struct.field(pytree_node=False, default=1)
-
-
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
     """Fresh set actor and critics for MEC observations of `obs_shape` over `n_actions` ESs.
-    The weights' shapes depend on the observation's layout, never on B."""
+    The weights' shapes depend on the observation's layout, never on B. d2sac's state holds
+    them, with `n_actions` = B and the layout's kind resolved into `cfg.observation_layout`
+    (`token_layout`)."""
     cfg = common.config_from(Config, cfg)
     layout = TokenLayout.of(int(obs_shape[-1]), int(n_actions), cfg.observation_layout)
     key_actor, key_critic = jax.random.split(key)
     tokens = jnp.zeros((1, layout.num_servers, layout.token_size))
-    output = None if cfg.denoiser_output == "none" else cfg.denoiser_output
-    denoiser = SetDenoiser(cfg.token_hidden, cfg.embed_dim, cfg.denoiser_hidden, cfg.activation, output)
+    denoiser = SetDenoiser(cfg.token_hidden, cfg.embed_dim, cfg.denoiser_hidden, cfg.activation,
+                           d2sac.denoiser_output(cfg))  # fmt: skip
     actor_params = denoiser.init(key_actor, jnp.zeros((1, layout.num_servers)), jnp.zeros((), jnp.int32), tokens)
     critic_net = TwinSetQ(cfg.token_hidden, cfg.embed_dim, cfg.critic_hidden, cfg.activation)
     critic_params = critic_net.init(key_critic, tokens, jnp.zeros((1, layout.num_servers)))
     largest_entropy = layout.num_servers * jnp.log(2.0)
-    target_entropy = (cfg.target_entropy_ratio * largest_entropy if cfg.target_entropy is None
-                      else cfg.target_entropy)  # fmt: skip
-    return AgentState(
-        actor=common.create_train_state(denoiser.apply, actor_params, cfg.actor_lr, cfg.weight_decay),
-        actor_target=actor_params,
-        critic=common.create_train_state(critic_net.apply, critic_params, cfg.critic_lr, cfg.weight_decay),
-        critic_target=critic_params,
-        log_alpha=common.create_log_alpha(cfg.alpha, cfg.alpha_lr),
-        schedule=make_schedule(cfg.beta_schedule, cfg.diffusion_steps),
-        hyper=common.SoftACHyper(gamma=common.as_float(cfg.gamma), tau=common.as_float(cfg.tau),
-                                 target_entropy=common.as_float(target_entropy)),  # fmt: skip
-        relax_temperature=common.as_float(cfg.relax_temperature),
-        env_steps=jnp.zeros((), jnp.int32),
-        update_count=jnp.zeros((), jnp.int32),
-        layout=layout,
-        denoiser=denoiser,
-        learn_alpha=bool(cfg.learn_alpha),
-        soft_target=bool(cfg.soft_target),
-        clip_x0=None if cfg.clip_x0 is None else float(cfg.clip_x0),
-        normalize_q=bool(cfg.normalize_q),
-        greedy_chains=int(cfg.greedy_chains),
-        value_samples=int(cfg.value_samples),
-    )
+    return d2sac.new_state(cfg.replace(observation_layout=layout.kind), denoiser, actor_params, critic_net.apply,
+                           critic_params, layout.num_servers, largest_entropy)  # fmt: skip
+
+
+def token_layout(state: AgentState) -> TokenLayout:
+    """How `state`'s networks read an observation as server tokens."""
+    return TokenLayout(state.cfg.observation_layout, state.n_actions)
 
 
 # ----------------------------------------------------------------------------- acting
@@ -387,13 +351,13 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
 def scores(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
            noise_free: bool = False) -> jax.Array:
     """x_0 ∈ R^B (Bernoulli logits) of one run of the reverse chain on `obs` (..., obs_size)."""
-    tokens = state.layout.tokens(obs)
+    tokens = token_layout(state).tokens(obs)
     condition = state.denoiser.apply(actor_params, tokens, method=SetDenoiser.condition)
 
     def eps_fn(x_t: jax.Array, t: jax.Array) -> jax.Array:
         return state.denoiser.apply(actor_params, condition, x_t, t, method=SetDenoiser.eps)
 
-    return sample(eps_fn, state.schedule, tokens.shape[:-1], key, clip_x0=state.clip_x0, noise_free=noise_free)
+    return sample(eps_fn, state.schedule, tokens.shape[:-1], key, clip_x0=state.cfg.clip_x0, noise_free=noise_free)
 
 
 def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
@@ -438,9 +402,9 @@ def actor_loss(actor_params: dict, state: AgentState, critic_params: dict, obs: 
     (loss, H per state)."""
     key_chain, key_set = jax.random.split(key)
     logits = scores(state, actor_params, obs, key_chain)
-    chosen = relaxed_set(logits, key_set, state.relax_temperature)
-    q = jnp.minimum(*state.critic.apply_fn(critic_params, state.layout.tokens(obs), chosen))
-    if state.normalize_q:
+    chosen = relaxed_set(logits, key_set, state.cfg.relax_temperature)
+    q = jnp.minimum(*state.critic.apply_fn(critic_params, token_layout(state).tokens(obs), chosen))
+    if state.cfg.normalize_q:
         q = q / (jax.lax.stop_gradient(jnp.std(q)) + 1e-6)
     entropy = set_entropy(logits)
     return jnp.mean(-q - alpha * entropy), entropy
@@ -448,19 +412,20 @@ def actor_loss(actor_params: dict, state: AgentState, critic_params: dict, obs: 
 
 def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[AgentState, dict]:
     """Critic step towards the soft target, actor step through the chain, α step, Polyak."""
+    cfg, layout = state.cfg, token_layout(state)
     key_next, key_sets, key_actor = jax.random.split(key, 3)
     alpha = common.current_alpha(state.log_alpha)
-    reward, bootstrap = common.nstep_target(batch, state.hyper.gamma)
+    reward, bootstrap = common.nstep_target(batch, cfg.gamma)
     next_logits = scores(state, state.actor_target, batch.next_obs, key_next)
-    next_sets = jax.vmap(lambda k: sample_set(next_logits, k))(jax.random.split(key_sets, state.value_samples))
-    next_tokens = state.layout.tokens(batch.next_obs)
+    next_sets = jax.vmap(lambda k: sample_set(next_logits, k))(jax.random.split(key_sets, cfg.value_samples))
+    next_tokens = layout.tokens(batch.next_obs)
     next_q = jnp.minimum(*state.critic.apply_fn(state.critic_target, next_tokens, next_sets.astype(jnp.float32)))
     next_value = jnp.mean(next_q, axis=0)
-    if state.soft_target:
+    if cfg.soft_target:
         next_value = next_value + alpha * set_entropy(next_logits)
     target = jax.lax.stop_gradient(reward + bootstrap * next_value)
 
-    tokens = state.layout.tokens(batch.obs)
+    tokens = layout.tokens(batch.obs)
     grads, metrics = jax.grad(critic_loss, has_aux=True)(state.critic.params, state.critic, tokens, batch.action,
                                                          target)  # fmt: skip
     critic = state.critic.apply_gradients(grads=grads)
@@ -470,15 +435,7 @@ def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[Agen
     actor = state.actor.apply_gradients(grads=grads)
     metrics.update({"actor_loss": loss, "entropy": jnp.mean(entropy), "alpha": alpha})
     log_alpha = state.log_alpha
-    if state.learn_alpha:
-        log_alpha, alpha_metrics = common.alpha_step(log_alpha, entropy, state.hyper.target_entropy)
+    if cfg.learn_alpha:
+        log_alpha, alpha_metrics = common.alpha_step(log_alpha, entropy, cfg.target_entropy)
         metrics.update(alpha_metrics)
-    tau = state.hyper.tau
-    return state.replace(
-        actor=actor,
-        actor_target=common.polyak_update(state.actor_target, actor.params, tau),
-        critic=critic,
-        critic_target=common.polyak_update(state.critic_target, critic.params, tau),
-        log_alpha=log_alpha,
-        update_count=state.update_count + 1,
-    ), metrics
+    return d2sac.after_update(state, actor, critic, log_alpha), metrics

@@ -2,74 +2,54 @@
 
 Defaults are CleanRL's `dqn.py` / `dqn_jax.py` CartPole settings.
 """
-import dataclasses
-
 import flax.struct
 import jax
 import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from ddrl.agents import common
+from ddrl.agents.common import static
 from ddrl.nets import MLP
 
 KIND = "off_policy"
 SAMPLED_POLICY = False  # ε-greedy on Q: the greedy policy is the one trained
-# Numeric hyper-parameters that reach the program only as arrays (vmappable in
-# `train(key, hparams)`); the other fields set shapes or Python branches.
-HPARAMS = (
-    "learning_rate", "weight_decay", "gamma", "tau", "eps_start", "eps_end",
-    "exploration_fraction", "exploration_steps", "exploration_start",
-)
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class Config:
-    """DQN hyper-parameters (CleanRL defaults)."""
+    """DQN hyper-parameters (CleanRL defaults). Unmarked fields are traced (vmappable in
+    `train(key, hparams)`); `static` ones set shapes or Python branches."""
 
     learning_rate: float = 2.5e-4  # Adam step size
     weight_decay: float = 0.0  # L2 added to the gradient
     gamma: float = 0.99  # discount
-    hidden: tuple[int, ...] = (120, 84)  # Q-network widths
-    activation: str = "relu"  # Q-network activation
-    buffer_size: int = 10_000  # replay capacity (transitions)
-    batch_size: int = 128  # minibatch size
-    n_step: int = 1  # steps of the bootstrapped return
-    learning_starts: int = 10_000  # env steps before the first update
-    train_every: int = 10  # env steps (over all envs) per training round
-    updates_per_train: int = 1  # gradient steps per training round
-    target_update_every: int = 50  # gradient steps between target copies (500 env steps)
+    hidden: tuple[int, ...] = static((120, 84))  # Q-network widths
+    activation: str = static("relu")  # Q-network activation
+    buffer_size: int = static(10_000)  # replay capacity (transitions)
+    batch_size: int = static(128)  # minibatch size
+    n_step: int = static(1)  # steps of the bootstrapped return
+    learning_starts: int = static(10_000)  # env steps before the first update
+    train_every: int = static(10)  # env steps (over all envs) per training round
+    updates_per_train: int = static(1)  # gradient steps per training round
+    target_update_every: int = static(50)  # gradient steps between target copies (500 env steps)
     tau: float = 1.0  # target ← τ·online + (1−τ)·target at each copy
     eps_start: float = 1.0  # initial exploration probability
     eps_end: float = 0.05  # final exploration probability
     exploration_fraction: float = 0.5  # share of the run over which ε decays
     exploration_steps: int = 0  # if > 0: env steps over which ε decays (replaces the fraction)
     exploration_start: int = 0  # env step at which the decay begins (ε = eps_start before)
-    total_steps: int = 500_000  # env steps of the run (the training loop sets it)
-
-
-@flax.struct.dataclass
-class Hyper:
-    """Numeric hyper-parameters as arrays (vmappable)."""
-
-    gamma: jax.Array
-    tau: jax.Array
-    eps_start: jax.Array
-    eps_end: jax.Array
-    eps_decay_steps: jax.Array
-    eps_decay_start: jax.Array
+    total_steps: int = static(500_000)  # env steps of the run (the training loop sets it)
 
 
 @flax.struct.dataclass
 class AgentState:
-    """Q-network with its optimiser, target parameters and counters."""
+    """Q-network with its optimiser, target parameters, config and counters."""
 
     q: TrainState
     target_params: dict
-    hyper: Hyper
+    cfg: Config  # traced fields as arrays; `exploration_steps` resolved (`decay_steps`)
     env_steps: jax.Array  # set by the training loop; drives the ε schedule
     update_count: jax.Array
-    target_update_every: int = flax.struct.field(pytree_node=False, default=50)
-    num_chosen: int = flax.struct.field(pytree_node=False, default=1)  # k of top-k DQN
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
@@ -77,23 +57,12 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
     cfg = common.config_from(Config, cfg)
     network = MLP(cfg.hidden, n_actions, cfg.activation)
     params = network.init(key, jnp.zeros(obs_shape))
-    q = common.create_train_state(network.apply, params, cfg.learning_rate, cfg.weight_decay)
-    hyper = Hyper(
-        gamma=common.as_float(cfg.gamma),
-        tau=common.as_float(cfg.tau),
-        eps_start=common.as_float(cfg.eps_start),
-        eps_end=common.as_float(cfg.eps_end),
-        eps_decay_steps=common.as_float(decay_steps(cfg)),
-        eps_decay_start=common.as_float(cfg.exploration_start),
-    )
     return AgentState(
-        q=q,
+        q=common.create_train_state(network.apply, params, cfg.learning_rate, cfg.weight_decay),
         target_params=params,
-        hyper=hyper,
+        cfg=common.as_arrays(cfg.replace(exploration_steps=decay_steps(cfg))),
         env_steps=jnp.zeros((), jnp.int32),
         update_count=jnp.zeros((), jnp.int32),
-        target_update_every=int(cfg.target_update_every),
-        num_chosen=int(getattr(cfg, "k", 1)),
     )
 
 
@@ -105,11 +74,12 @@ def decay_steps(cfg: Config) -> jax.Array:
 
 
 def epsilon(state: AgentState) -> jax.Array:
-    """Exploration probability: eps_start until `exploration_start`, then linear to eps_end."""
-    hyper = state.hyper
-    elapsed = state.env_steps - hyper.eps_decay_start
-    progress = jnp.clip(elapsed / jnp.maximum(hyper.eps_decay_steps, 1.0), 0.0, 1.0)
-    return hyper.eps_start + progress * (hyper.eps_end - hyper.eps_start)
+    """Exploration probability: eps_start until `exploration_start`, then linear to eps_end
+    over the (resolved) `exploration_steps`."""
+    cfg = state.cfg
+    elapsed = state.env_steps - cfg.exploration_start
+    progress = jnp.clip(elapsed / jnp.maximum(cfg.exploration_steps, 1.0), 0.0, 1.0)
+    return cfg.eps_start + progress * (cfg.eps_end - cfg.eps_start)
 
 
 def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:
@@ -125,7 +95,7 @@ def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.A
 def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[AgentState, dict]:
     """One TD step on `batch` (squared error), then the periodic target copy."""
     del key
-    reward, bootstrap = common.nstep_target(batch, state.hyper.gamma)
+    reward, bootstrap = common.nstep_target(batch, state.cfg.gamma)
     next_q = state.q.apply_fn(state.target_params, batch.next_obs)
     target = jax.lax.stop_gradient(reward + bootstrap * jnp.max(next_q, axis=-1))
 
@@ -143,10 +113,10 @@ def apply_td_step(state: AgentState, loss_fn) -> tuple[AgentState, dict]:
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.q.params)
     q = state.q.apply_gradients(grads=grads)
     update_count = state.update_count + 1
-    copy = update_count % state.target_update_every == 0
+    copy = update_count % state.cfg.target_update_every == 0
     target_params = common.hard_update(
         state.target_params,
-        common.polyak_update(state.target_params, q.params, state.hyper.tau),
+        common.polyak_update(state.target_params, q.params, state.cfg.tau),
         copy,
     )
     metrics["epsilon"] = epsilon(state)

@@ -22,16 +22,16 @@ import jax.numpy as jnp
 
 from ddrl.agents import common, d2sac
 from ddrl.agents.base import ActContext, AgentSpec, ModuleAgent
+from ddrl.agents.common import static
 from ddrl.agents.d2sac import AgentState
 
 KIND = "off_policy"
 SAMPLED_POLICY = True
-HPARAMS = d2sac.HPARAMS  # vmappable hyper-parameters
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class Config(d2sac.Config):
-    """LAD-TS hyper-parameters (the published ones)."""
+    """LAD-TS hyper-parameters (the published ones); traced and static as in d2sac's."""
 
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
@@ -40,22 +40,22 @@ class Config(d2sac.Config):
     gamma: float = 0.95
     tau: float = 0.005
     alpha: float = 0.05
-    learn_alpha: bool = True
+    learn_alpha: bool = static(True)
     target_entropy: float | None = -1.0
-    soft_target: bool = True
-    clip_x0: float | None = None
-    diffusion_steps: int = 5
-    denoiser_hidden: tuple[int, ...] = (20, 20)
-    denoiser_output: str = "softmax"
-    critic_hidden: tuple[int, ...] = (20, 20)
-    activation: str = "relu"
-    buffer_size: int = 1000
-    batch_size: int = 64
-    n_step: int = 1
-    learning_starts: int = 300
-    train_every: int = 1
-    updates_per_train: int = 1
-    greedy_chains: int = 8
+    soft_target: bool = static(True)
+    clip_x0: float | None = static(None)
+    diffusion_steps: int = static(5)
+    denoiser_hidden: tuple[int, ...] = static((20, 20))
+    denoiser_output: str = static("softmax")
+    critic_hidden: tuple[int, ...] = static((20, 20))
+    activation: str = static("relu")
+    buffer_size: int = static(1000)
+    batch_size: int = static(64)
+    n_step: int = static(1)
+    learning_starts: int = static(300)
+    train_every: int = static(1)
+    updates_per_train: int = static(1)
+    greedy_chains: int = static(8)
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:

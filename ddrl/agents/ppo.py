@@ -3,8 +3,6 @@
 Defaults are PureJaxRL's CartPole settings. On-policy contract (used by `ddrl.training`):
 `act_and_value` during rollouts and `update(state, rollout, key)` on a whole rollout.
 """
-import dataclasses
-
 import flax.linen as nn
 import flax.struct
 import jax
@@ -13,47 +11,33 @@ import numpy as np
 from flax.training.train_state import TrainState
 
 from ddrl.agents import common
+from ddrl.agents.common import static
 from ddrl.nets import MLP
 
 KIND = "on_policy"
 SAMPLED_POLICY = True  # the sampled policy is the one trained (and the headline evaluation)
-# Numeric hyper-parameters that reach the program only as arrays (vmappable in
-# `train(key, hparams)`); the other fields set shapes or Python branches.
-HPARAMS = ("learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef")
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class Config:
-    """PPO hyper-parameters (PureJaxRL CartPole defaults)."""
+    """PPO hyper-parameters (PureJaxRL CartPole defaults). Unmarked fields are traced
+    (vmappable in `train(key, hparams)`); `static` ones set shapes or Python branches."""
 
     learning_rate: float = 2.5e-4  # Adam step size (annealed linearly to 0 if anneal_lr)
-    anneal_lr: bool = True  # linear learning-rate decay over the run
-    num_envs: int = 4  # parallel environments per rollout
-    num_steps: int = 128  # rollout length per environment
-    update_epochs: int = 4  # passes over each rollout
-    num_minibatches: int = 4  # minibatches per pass
+    anneal_lr: bool = static(True)  # linear learning-rate decay over the run
+    num_envs: int = static(4)  # parallel environments per rollout
+    num_steps: int = static(128)  # rollout length per environment
+    update_epochs: int = static(4)  # passes over each rollout
+    num_minibatches: int = static(4)  # minibatches per pass
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.95  # GAE λ
     clip_eps: float = 0.2  # surrogate clipping range
     ent_coef: float = 0.01  # entropy bonus weight
     vf_coef: float = 0.5  # value loss weight
-    max_grad_norm: float = 0.5  # global gradient-norm clip
-    hidden: tuple[int, ...] = (64, 64)  # actor and critic widths
-    activation: str = "tanh"  # hidden activation
-    total_steps: int = 500_000  # env steps of the run (the training loop sets it)
-
-
-@flax.struct.dataclass
-class Hyper:
-    """Numeric hyper-parameters as arrays (vmappable)."""
-
-    learning_rate: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
-    clip_eps: jax.Array
-    ent_coef: jax.Array
-    vf_coef: jax.Array
-    num_updates: jax.Array  # rollouts in the run, for the learning-rate annealing
+    max_grad_norm: float = static(0.5)  # global gradient-norm clip
+    hidden: tuple[int, ...] = static((64, 64))  # actor and critic widths
+    activation: str = static("tanh")  # hidden activation
+    total_steps: int = static(500_000)  # env steps of the run (the training loop sets it)
 
 
 @flax.struct.dataclass
@@ -72,15 +56,13 @@ class Rollout:
 
 @flax.struct.dataclass
 class AgentState:
-    """Actor-critic parameters with optimiser and counters."""
+    """Actor-critic parameters with optimiser, config and counters."""
 
     network: TrainState
-    hyper: Hyper
+    cfg: Config  # traced fields as arrays
+    num_updates: jax.Array  # rollouts in the run (`total_steps` over one rollout), for the annealing
     env_steps: jax.Array
     update_count: jax.Array
-    anneal_lr: bool = flax.struct.field(pytree_node=False, default=True)
-    update_epochs: int = flax.struct.field(pytree_node=False, default=4)
-    num_minibatches: int = flax.struct.field(pytree_node=False, default=4)
 
 
 class ActorCritic(nn.Module):
@@ -102,25 +84,14 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
     cfg = common.config_from(Config, cfg)
     network = ActorCritic(n_actions, tuple(cfg.hidden), cfg.activation)
     params = network.init(key, jnp.zeros(obs_shape))
-    f = common.as_float
     return AgentState(
         network=common.create_train_state(
             network.apply, params, cfg.learning_rate, max_grad_norm=cfg.max_grad_norm, eps=1e-5
         ),
-        hyper=Hyper(
-            learning_rate=f(cfg.learning_rate),
-            gamma=f(cfg.gamma),
-            gae_lambda=f(cfg.gae_lambda),
-            clip_eps=f(cfg.clip_eps),
-            ent_coef=f(cfg.ent_coef),
-            vf_coef=f(cfg.vf_coef),
-            num_updates=f(max(cfg.total_steps // (cfg.num_envs * cfg.num_steps), 1)),
-        ),
+        cfg=common.as_arrays(cfg),
+        num_updates=common.as_float(max(cfg.total_steps // (cfg.num_envs * cfg.num_steps), 1)),
         env_steps=jnp.zeros((), jnp.int32),
         update_count=jnp.zeros((), jnp.int32),
-        anneal_lr=bool(cfg.anneal_lr),
-        update_epochs=int(cfg.update_epochs),
-        num_minibatches=int(cfg.num_minibatches),
     )
 
 
@@ -165,34 +136,34 @@ def gae(rollout: Rollout, gamma: jax.Array, lam: jax.Array) -> tuple[jax.Array, 
 
 def update(state: AgentState, rollout: Rollout, key: jax.Array) -> tuple[AgentState, dict]:
     """`update_epochs` passes of minibatch clipped-surrogate steps over one rollout."""
-    hyper = state.hyper
-    advantages, returns = gae(rollout, hyper.gamma, hyper.gae_lambda)
+    cfg = state.cfg
+    advantages, returns = gae(rollout, cfg.gamma, cfg.gae_lambda)
     flat = jax.tree.map(
         lambda x: x.reshape((-1,) + x.shape[2:]),
         (rollout.obs, rollout.action, rollout.log_prob, rollout.value, advantages, returns),
     )
     num_samples = flat[0].shape[0]
     network = state.network
-    if state.anneal_lr:
-        frac = 1.0 - state.update_count / hyper.num_updates
-        network = common.set_hyperparams(network, learning_rate=hyper.learning_rate * frac)
+    if cfg.anneal_lr:
+        frac = 1.0 - state.update_count / state.num_updates
+        network = common.set_hyperparams(network, learning_rate=cfg.learning_rate * frac)
 
     def loss_fn(params, minibatch):
         obs, action, old_log_prob, old_value, advantage, target = minibatch
         logits, value_pred = network.apply_fn(params, obs)
         log_probs = jax.nn.log_softmax(logits)
         log_prob = jnp.take_along_axis(log_probs, action[:, None], axis=-1)[:, 0]
-        value_clipped = old_value + jnp.clip(value_pred - old_value, -hyper.clip_eps, hyper.clip_eps)
+        value_clipped = old_value + jnp.clip(value_pred - old_value, -cfg.clip_eps, cfg.clip_eps)
         value_loss = 0.5 * jnp.mean(
             jnp.maximum((value_pred - target) ** 2, (value_clipped - target) ** 2)
         )
         advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
         ratio = jnp.exp(log_prob - old_log_prob)
         surrogate = jnp.minimum(
-            ratio * advantage, jnp.clip(ratio, 1 - hyper.clip_eps, 1 + hyper.clip_eps) * advantage
+            ratio * advantage, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * advantage
         )
         entropy = jnp.mean(common.categorical_entropy(jnp.exp(log_probs)))
-        loss = -jnp.mean(surrogate) + hyper.vf_coef * value_loss - hyper.ent_coef * entropy
+        loss = -jnp.mean(surrogate) + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
         return loss, {"loss": loss, "value_loss": value_loss, "entropy": entropy}
 
     def minibatch_step(network, minibatch):
@@ -202,10 +173,10 @@ def update(state: AgentState, rollout: Rollout, key: jax.Array) -> tuple[AgentSt
     def epoch(network, epoch_key):
         order = jax.random.permutation(epoch_key, num_samples)
         minibatches = jax.tree.map(
-            lambda x: x[order].reshape((state.num_minibatches, -1) + x.shape[1:]), flat
+            lambda x: x[order].reshape((cfg.num_minibatches, -1) + x.shape[1:]), flat
         )
         return jax.lax.scan(minibatch_step, network, minibatches)
 
-    network, metrics = jax.lax.scan(epoch, network, jax.random.split(key, state.update_epochs))
+    network, metrics = jax.lax.scan(epoch, network, jax.random.split(key, cfg.update_epochs))
     metrics = jax.tree.map(jnp.mean, metrics)
     return state.replace(network=network, update_count=state.update_count + 1), metrics

@@ -4,30 +4,24 @@ Twin Q-networks s → R^|A|, the expected-value actor loss (no reparameterisatio
 for discrete actions), a soft target V(s') = Σ π(a|s')[min Q̄(s',a)] + α·H(π(·|s')), and
 either a fixed α or one learned towards `target_entropy_ratio · log|A|`.
 """
-import dataclasses
-
 import flax.struct
 import jax
 import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from ddrl.agents import common
+from ddrl.agents.common import static
 from ddrl.nets import MLP, TwinQ
 
 KIND = "off_policy"
 SAMPLED_POLICY = True  # the sampled policy is the one trained (and the headline evaluation)
-# Numeric hyper-parameters that reach the program only as arrays, so `train(key, hparams)`
-# can vmap them (learning rates via the optimiser state, α as the initial log α); the other
-# fields (widths, batch size, flags) set shapes or Python branches.
-HPARAMS = (
-    "actor_lr", "critic_lr", "alpha_lr", "weight_decay", "gamma", "tau", "alpha",
-    "target_entropy_ratio", "target_entropy",
-)
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class Config:
-    """Discrete SAC hyper-parameters."""
+    """Discrete SAC hyper-parameters. Unmarked fields are traced, so `train(key, hparams)` can
+    vmap them (learning rates via the optimiser state, α as the initial log α); `static`
+    ones (widths, batch size, flags) set shapes or Python branches."""
 
     actor_lr: float = 3e-4  # actor Adam step size
     critic_lr: float = 3e-4  # critic Adam step size
@@ -36,31 +30,30 @@ class Config:
     gamma: float = 0.99  # discount
     tau: float = 0.005  # Polyak rate of the target critic
     alpha: float = 0.05  # entropy weight (initial value when learned)
-    learn_alpha: bool = False  # tune α towards the target entropy
+    learn_alpha: bool = static(False)  # tune α towards the target entropy
     target_entropy_ratio: float = 0.7  # target entropy as a share of log|A|
     target_entropy: float | None = None  # absolute target entropy (nats); overrides the ratio
-    hidden: tuple[int, ...] = (256, 256)  # actor and critic widths
-    activation: str = "relu"  # actor and critic activation
-    buffer_size: int = 100_000  # replay capacity (transitions)
-    batch_size: int = 256  # minibatch size
-    n_step: int = 1  # steps of the bootstrapped return
-    learning_starts: int = 1_000  # env steps before the first update
-    train_every: int = 1  # env steps (over all envs) per training round
-    updates_per_train: int = 1  # gradient steps per training round
+    hidden: tuple[int, ...] = static((256, 256))  # actor and critic widths
+    activation: str = static("relu")  # actor and critic activation
+    buffer_size: int = static(100_000)  # replay capacity (transitions)
+    batch_size: int = static(256)  # minibatch size
+    n_step: int = static(1)  # steps of the bootstrapped return
+    learning_starts: int = static(1_000)  # env steps before the first update
+    train_every: int = static(1)  # env steps (over all envs) per training round
+    updates_per_train: int = static(1)  # gradient steps per training round
 
 
 @flax.struct.dataclass
 class AgentState:
-    """Actor, twin critic with target, log α and counters."""
+    """Actor, twin critic with target, log α, config and counters."""
 
     actor: TrainState
     critic: TrainState
     critic_target: dict
     log_alpha: TrainState
-    hyper: common.SoftACHyper
+    cfg: Config  # traced fields as arrays, `target_entropy` resolved
     env_steps: jax.Array
     update_count: jax.Array
-    learn_alpha: bool = flax.struct.field(pytree_node=False, default=False)
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
@@ -80,14 +73,9 @@ def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -
         ),
         critic_target=critic_params,
         log_alpha=common.create_log_alpha(cfg.alpha, cfg.alpha_lr),
-        hyper=common.SoftACHyper(
-            gamma=common.as_float(cfg.gamma),
-            tau=common.as_float(cfg.tau),
-            target_entropy=common.target_entropy_of(cfg, n_actions),
-        ),
+        cfg=common.as_arrays(common.with_target_entropy(cfg, jnp.log(float(n_actions)))),
         env_steps=jnp.zeros((), jnp.int32),
         update_count=jnp.zeros((), jnp.int32),
-        learn_alpha=bool(cfg.learn_alpha),
     )
 
 
@@ -105,7 +93,7 @@ def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[Agen
     """One critic step, one actor step, α step (if learned) and the Polyak target update."""
     del key
     alpha = common.current_alpha(state.log_alpha)
-    reward, bootstrap = common.nstep_target(batch, state.hyper.gamma)
+    reward, bootstrap = common.nstep_target(batch, state.cfg.gamma)
     next_q = jnp.minimum(*state.critic.apply_fn(state.critic_target, batch.next_obs))
     next_value = common.soft_state_value(
         policy(state, state.actor.params, batch.next_obs), next_q, alpha, with_entropy=True
@@ -115,13 +103,13 @@ def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[Agen
 
     actor, log_alpha, actor_metrics = common.actor_and_alpha_step(
         state.actor, state.log_alpha, critic, batch.obs,
-        lambda params: policy(state, params, batch.obs), state.hyper, state.learn_alpha,
+        lambda params: policy(state, params, batch.obs), state.cfg.target_entropy, state.cfg.learn_alpha,
     )  # fmt: skip
     metrics.update(actor_metrics)
     return state.replace(
         actor=actor,
         critic=critic,
-        critic_target=common.polyak_update(state.critic_target, critic.params, state.hyper.tau),
+        critic_target=common.polyak_update(state.critic_target, critic.params, state.cfg.tau),
         log_alpha=log_alpha,
         update_count=state.update_count + 1,
     ), metrics

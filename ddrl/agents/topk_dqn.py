@@ -13,23 +13,24 @@ the SMCoEdge paper describes it (ALGORITHMS.md).
 """
 import dataclasses
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
 from ddrl.agents import common, dqn
 from ddrl.agents.base import ModuleAgent
+from ddrl.agents.common import static
 from ddrl.agents.dqn import AgentState, epsilon
 
 KIND = "off_policy"
 SAMPLED_POLICY = False  # ε-greedy on Q: the greedy policy is the one trained
-HPARAMS = dqn.HPARAMS  # vmappable hyper-parameters
 
 
-@dataclasses.dataclass(frozen=True)
+@flax.struct.dataclass
 class Config(dqn.Config):
     """DQN hyper-parameters plus the number of chosen servers."""
 
-    k: int = 3  # servers chosen per task
+    k: int = static(3)  # servers chosen per task
 
 
 def init(key: jax.Array, obs_shape: tuple[int, ...], n_actions: int, cfg=None) -> AgentState:
@@ -59,9 +60,9 @@ class TopKAgent(ModuleAgent):
 def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:
     """The k servers of highest Q in rank order; k random ones with probability ε."""
     q = state.q.apply_fn(state.q.params, obs)
-    _, greedy = jax.lax.top_k(q, state.num_chosen)
+    _, greedy = jax.lax.top_k(q, state.cfg.k)
     key_coin, key_action = jax.random.split(key)
-    shuffled = jnp.argsort(jax.random.uniform(key_action, q.shape), axis=-1)[..., : state.num_chosen]
+    shuffled = jnp.argsort(jax.random.uniform(key_action, q.shape), axis=-1)[..., : state.cfg.k]
     use_random = explore & (jax.random.uniform(key_coin, q.shape[:-1]) < epsilon(state))
     return jnp.where(use_random[..., None], shuffled, greedy).astype(jnp.int32)
 
@@ -69,9 +70,9 @@ def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.A
 def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[AgentState, dict]:
     """TD step: the j-th chosen server towards r + γ·(j-th largest target Q at s')."""
     del key
-    reward, bootstrap = common.nstep_target(batch, state.hyper.gamma)
+    reward, bootstrap = common.nstep_target(batch, state.cfg.gamma)
     next_q = state.q.apply_fn(state.target_params, batch.next_obs)
-    ranked_next, _ = jax.lax.top_k(next_q, state.num_chosen)  # (batch, k), descending
+    ranked_next, _ = jax.lax.top_k(next_q, state.cfg.k)  # (batch, k), descending
     target = jax.lax.stop_gradient(reward[:, None] + bootstrap[:, None] * ranked_next)
 
     def loss_fn(params):

@@ -8,8 +8,9 @@ comparison. Here every method in `tune.methods` is tuned by the same procedure a
    `choice(...)`: uniform over the choices, `int(...)`/`range(...)`: integers; the syntax of
    `ddrl.tune`). Setting 0 is always the method's published setting (its conf/algo config),
    so the tuned setting is never worse than the published one on validation. A space may
-   only name numeric hyper-parameters in the agent's `HPARAMS`: the settings × validation
-   seeds of a method then train in one vmapped program (`ddrl.hpsearch.search_settings`).
+   only name traced fields of the agent's `Config` (`traced_fields`): the settings ×
+   validation seeds of a method then train in one vmapped program
+   (`ddrl.hpsearch.search_settings`).
 2. Train and select. Every setting trains `tune.validation_seeds` seeds (base `seed`) for the
    episode budget of the tuned experiment (`tunes`: amsa or ats; `budget.episodes` or
    `default_episodes`, in environment steps of the clean view of its scenario, slot schedule
@@ -46,6 +47,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ddrl import agents
+from ddrl.agents.common import traced_fields
 from ddrl.envs.scenarios import ConfigError
 from ddrl.experiments import scheduling
 from ddrl.experiments.tables import fmt_mean_ci
@@ -99,8 +101,9 @@ def _rounded(value: float) -> float:
 def parse_space(method_key: str, algo_cfg: Mapping[str, Any], space: Mapping[str, Any] | None) -> list[Dimension]:
     """`tune.spaces.<method_key>` → its dimensions; a ConfigError naming the bad entry.
 
-    Only the agent's vmappable numeric hyper-parameters (`HPARAMS`) may be searched, so that
-    all settings of a method train in one compiled program. The syntax is `ddrl.tune`'s.
+    Only the agent's vmappable numeric hyper-parameters (the traced fields of its `Config`)
+    may be searched, so that all settings of a method train in one compiled program. The
+    syntax is `ddrl.tune`'s.
     """
     from ddrl.tune import search_space
 
@@ -108,7 +111,7 @@ def parse_space(method_key: str, algo_cfg: Mapping[str, Any], space: Mapping[str
     if not space:
         raise ConfigError(field, "empty search space: give at least one hyper-parameter")
     name = algo_cfg["name"]
-    vmappable = tuple(getattr(agents.get(name), "HPARAMS", ()))
+    vmappable = traced_fields(agents.get(name).Config)
     for key in space:
         if key not in vmappable:
             raise ConfigError(f"{field}.{key}", f"{name} cannot vmap {key!r} (shape or Python branch, or no such "
@@ -288,7 +291,7 @@ def train_and_evaluate(plan: MethodPlan, settings: Sequence[Mapping[str, Any]], 
                              seed=seed, num_chunks=num_chunks, num_envs=num_envs, keep_agents=True)  # fmt: skip
     trainer = result.trainers[0]
     if any(other is not trainer for other in result.trainers):
-        raise RuntimeError(f"{plan.key}: the settings needed several programs; search HPARAMS fields only")
+        raise RuntimeError(f"{plan.key}: the settings needed several programs; search traced fields only")
     mode = plan.eval_mode
     make_policy = lambda agent_state: trainer.policy(agent_state, mode)  # noqa: E731
     trained = time.perf_counter()
