@@ -31,13 +31,13 @@ for its label and `train_view` reuses that one's training in V. A scenario view 
 number `x` (the experiment's `x_axis`, e.g. B): then `scale.md` and `scale.png` set make-span,
 failure rate and the gap to the yardstick against it.
 
-`plan_runs` fixes every (view, method) and how its row is made before anything trains, each
-environment built once. With `jobs` > 1 (the table experiments say `auto`: one per CPU core up
+`plan_runs` fixes every (view, method) and how its row is made before anything trains (its
+environment and converted config made once, for the plan and the run). With `jobs` > 1 (the table experiments say `auto`: one per CPU core up
 to 4) the learners train at once in spawned worker processes while the schedulers are
 evaluated here; a worker runs exactly the program this process would, so the rows are the
 same for any `jobs` (tests/test_experiments_mec.py compares them number by number). The
-learners' small matrix products do not fill two cores from one process: two at once train
-about 1.5x the seed-episodes per second of one on this project's 2-core CPU.
+learners' small matrix products do not fill two cores from one process: on this project's
+2-core CPU the main job takes 28 min with two workers against 34 min with one (README, Speed).
 
 Writes `results.md` (per view: make-span ± 95 % CI over seeds, failure rate, gap to
 optimal_myopic, training wall time, decision time per task; the headline method's
@@ -296,11 +296,12 @@ class PlannedRun:
     key: str
     action: str  # skip | reuse (the fidelity row) | evaluate (a scheduler) | transfer | twin | train
     setup: MethodSetup | None = None  # its environment and converted config (not for skip / reuse)
+    env_cfg: DictConfig | None = None  # the env config `setup` was built from
     detail: str | None = None  # skip: why; twin: the method whose training it reuses
 
 
 def plan_runs(cfg: DictConfig) -> list[PlannedRun]:
-    """Every (view, method) of the run in the order `run` makes them, each environment built once.
+    """Every (view, method) of the run in the order `run` makes them.
 
     Left out: a method not part of a view, and one standing in (`fallbacks`) for a method that
     runs there. An unbuildable method is a `skip` with its reason; in the published view a
@@ -327,25 +328,24 @@ def plan_runs(cfg: DictConfig) -> list[PlannedRun]:
             setup = setup_method(cfg, method, env_cfg)
             train_view = method.get("train_view")
             if method.get("kind") == "scheduler":
-                plan.append(PlannedRun(view, key, "evaluate", setup))
+                plan.append(PlannedRun(view, key, "evaluate", setup, env_cfg))
             elif train_view is not None and train_view != view:
-                plan.append(PlannedRun(view, key, "transfer", setup))
+                plan.append(PlannedRun(view, key, "transfer", setup, env_cfg))
             else:
                 twin = next((other for other in trained_here
                              if train_view == view and _same_training(method, cfg.methods[other])), None)  # fmt: skip
-                plan.append(PlannedRun(view, key, "train", setup) if twin is None
-                            else PlannedRun(view, key, "twin", setup, twin))  # fmt: skip
+                plan.append(PlannedRun(view, key, "train" if twin is None else "twin", setup, env_cfg, twin))
                 trained_here.append(key)
     return plan
 
 
-def planned_runs(cfg: DictConfig, plan: list[PlannedRun] | None = None) -> list[tuple[str, str, float]]:
-    """(view, method, environment steps over all seeds) of each run `run` will make, in order:
-    a learner's training and evaluation steps, a scheduler's evaluation steps."""
+def planned_runs(cfg: DictConfig, plan: list[PlannedRun]) -> list[tuple[str, str, float]]:
+    """(view, method, environment steps over all seeds) of each run of `plan` that `run` makes,
+    in order: a learner's training and evaluation steps, a scheduler's evaluation steps."""
     num_seeds = int(cfg.budget.seeds)
-    eval_episodes = min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
+    _, eval_episodes = _evaluation(cfg)
     planned = []
-    for step in plan_runs(cfg) if plan is None else plan:
+    for step in plan:
         if step.setup is None:
             continue
         steps = eval_episodes * step.setup.decisions_per_episode
@@ -410,7 +410,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
                     trained_agents[(view, key)] = agent
             if method.get("train_view") is not None:
                 row["trained_in"] = str(method.train_view)
-            env_cfg = view_env_config(cfg, view, key)
+            env_cfg = step.env_cfg
             row.update(label=method.get("label") or key, env_copy=str(env_cfg.env_copy),
                        preset=str(env_cfg.preset), action_space=setup.env.actions.kind,
                        observation=str(env_cfg.get("observation", "authors")))  # fmt: skip
