@@ -80,6 +80,20 @@ def test_topk_and_mask_spaces():
     assert np.flatnonzero(np.asarray(raw.to_mask(jnp.zeros(5, bool), jnp.int32(2)))).tolist() == [2]
 
 
+@pytest.mark.parametrize("kind", ["single", "pair", "subset", "topk", "mask"])
+def test_a_batch_of_random_actions_is_valid_and_uniform(kind):
+    space = ActionSpace(kind, num_servers=4, k=2)
+    batch = np.asarray(space.sample(jax.random.PRNGKey(3), (4000,)))
+    one = np.asarray(space.sample(jax.random.PRNGKey(3)))
+    assert batch.shape == (4000,) + one.shape and batch.dtype == one.dtype
+    if space.is_discrete:
+        counts = np.bincount(batch, minlength=space.num_actions)
+        assert batch.min() >= 0 and len(counts) == space.num_actions  # every action, no other
+        assert counts.min() > 0.7 * 4000 / space.num_actions
+    else:
+        assert 0.45 < batch.mean() < 0.55 and 0.0 <= batch.min() and batch.max() <= 1.0
+
+
 def test_uncertain_capacity_moves_within_its_bounds():
     base = {"scenario": "amcoedge", "num_tasks": 10, "num_slots": 30}
     noisy_env, noisy = build_mec({**base, "capacity_noise": 0.3, "capacity_floor": 0.4})

@@ -29,7 +29,7 @@ def jax_rollout(env, params, num_envs: int, num_steps: int):
 
         def one_step(state, step_key):
             action_key, env_key = jax.random.split(step_key)
-            actions = jax.vmap(env.actions.sample)(jax.random.split(action_key, num_envs))
+            actions = env.actions.sample(action_key, (num_envs,))  # one draw for all: the env is timed, not key splits
             step = jax.vmap(env.step, (0, 0, 0, None))
             _, state, reward, _, _, _ = step(jax.random.split(env_key, num_envs), state, actions, params)
             return state, reward.sum()

@@ -97,11 +97,12 @@ class ActionSpace:
             raise ValueError(f"{self.kind} has no finite list of actions")
         return jax.vmap(lambda a: self.to_mask(a, bs))(jnp.arange(self.num_actions))
 
-    def sample(self, key: jax.Array) -> jax.Array:
-        """Uniform random action."""
+    def sample(self, key: jax.Array, batch: tuple[int, ...] = ()) -> jax.Array:
+        """Uniform random action; with `batch`, that many independent ones from one key."""
+        batch = tuple(batch)
         if self.is_discrete:
-            return jax.random.randint(key, (), 0, self.num_actions)
+            return jax.random.randint(key, batch, 0, self.num_actions)
         if self.kind == "topk":
-            return jax.random.uniform(key, (self.num_servers,))
+            return jax.random.uniform(key, batch + (self.num_servers,))
         # each server in with probability 1/2 (an empty mask means local only)
-        return jax.random.bernoulli(key, 0.5, (self.num_servers,))
+        return jax.random.bernoulli(key, 0.5, batch + (self.num_servers,))
