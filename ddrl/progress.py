@@ -8,15 +8,21 @@ when it ends:
     clean-amcoedge: 100%|██████████| 225k/225k [01:02<00:00, ...]
     [3/14] clean · amcoedge: make-span 0.2116 ± 0.0040 s, failure rate 0.0012 (1m05s)
 
-The ETA scales the seconds per planned environment step of the runs finished so far to the
-steps still to come. Compile time and the cost of a step differ between methods (a learner's
-step includes its updates), so it is a rough figure, marked `~`, and `–` until one run ended.
-Progress lines go to stderr (with the progress bars), result lines to stdout (with the tables).
+The ETA prices each run still to come at the seconds per planned environment step of its own
+method's finished runs (a learner's step includes its updates, so methods differ by 10× and
+more), or, for a method none of whose runs has finished, at the rate of all finished runs; the
+line then says how many methods are not timed yet. Runs handed to `jobs` worker processes
+(`in_workers`) are scheduled on that many workers in the order they were queued, the ones
+running counted from when they started. It is a rough figure, marked `~`, and `–` until one
+run ended. Progress lines go to stderr (with the progress bars), result lines to stdout (with
+the tables).
 """
 
 from __future__ import annotations
 
+import heapq
 import sys
+import threading
 import time
 from typing import Callable, Iterable, TextIO
 
@@ -51,10 +57,14 @@ class ExperimentProgress:
         self.out, self.err, self.clock = out, err, clock
         self.started_at = clock()
         self.finished: set[tuple[str | None, str]] = set()
-        self.done_steps = 0.0  # planned steps of the finished runs, and the seconds they took
-        self.done_seconds = 0.0
+        self.timed: dict[str, list[float]] = {}  # method -> [seconds, planned steps] of its finished runs
         self.current: tuple[str | None, str] | None = None
         self.current_started = 0.0
+        self.jobs = 1
+        self.queued: list[tuple[str | None, str]] = []  # runs in worker processes, in the order they start
+        self.worker_started: dict[tuple[str | None, str], float] = {}
+        self.worker_done: set[tuple[str | None, str]] = set()
+        self._lock = threading.Lock()  # workers report from the executor's thread
 
     def _index(self, view: str | None, method: str) -> int:
         for index, (v, m, _) in enumerate(self.planned):
@@ -68,29 +78,92 @@ class ExperimentProgress:
         where = method if view is None else f"{view} · {method}"
         return f"[{index + 1}/{len(self.planned)}] {where}"
 
+    def in_workers(self, runs: Iterable[tuple[str | None, str]], jobs: int) -> None:
+        """`runs` were queued, in this order, for `jobs` worker processes (the first `jobs` start now)."""
+        with self._lock:
+            self.jobs, self.queued = max(1, int(jobs)), list(runs)
+            for run in self.queued[: self.jobs]:
+                self.worker_started[run] = self.clock()
+
+    def worker_finished(self, view: str | None, method: str) -> None:
+        """A worker ended the run (`view`, `method`): it is timed, and the next queued run starts."""
+        with self._lock:
+            run, now = (view, method), self.clock()
+            if run in self.worker_done or run not in self.queued:
+                return
+            self.worker_done.add(run)
+            self._time(method, now - self.worker_started.get(run, self.started_at), self._steps(run))
+            waiting = [r for r in self.queued if r not in self.worker_started]
+            if waiting:
+                self.worker_started[waiting[0]] = now
+
+    def _steps(self, run: tuple[str | None, str]) -> float:
+        return self.planned[self._index(*run)][2]
+
+    def _time(self, method: str, seconds: float, steps: float) -> None:
+        seconds_steps = self.timed.setdefault(method, [0.0, 0.0])
+        seconds_steps[0] += seconds
+        seconds_steps[1] += steps
+
+    def _estimate(self) -> tuple[float, int] | None:
+        """(seconds left, methods still to run that no finished run has timed); None before one ended."""
+        with self._lock:
+            done_seconds = sum(seconds for seconds, _ in self.timed.values())
+            done_steps = sum(steps for _, steps in self.timed.values())
+            if done_steps <= 0:
+                return None
+            now, untimed = self.clock(), set()
+
+            def left(run):
+                method = run[1]
+                seconds, steps = self.timed.get(method, (0.0, 0.0))
+                if steps <= 0:
+                    untimed.add(method)
+                    seconds, steps = done_seconds, done_steps
+                return seconds / steps * self._steps(run)
+
+            to_do = [(v, m) for v, m, _ in self.planned if (v, m) not in self.finished]
+            pending = [run for run in self.queued if run not in self.worker_done and run in to_do]
+            running = [max(0.0, left(run) - (now - self.worker_started[run]))
+                       for run in pending if run in self.worker_started]  # fmt: skip
+            workers = running + [0.0] * max(0, self.jobs - len(running))  # seconds until each worker is free
+            heapq.heapify(workers)
+            for run in pending:
+                if run not in self.worker_started:  # the next free worker takes it
+                    heapq.heappush(workers, heapq.heappop(workers) + left(run))
+            here = 0.0  # the runs of this process, one after another
+            for run in to_do:
+                if run not in self.queued:
+                    spent = now - self.current_started if run == self.current else 0.0
+                    here += max(0.0, left(run) - spent)
+            return max(max(workers), here), len(untimed)
+
     def eta(self) -> float | None:
         """Seconds left for the runs not finished (the current one included), None before one ended."""
-        if self.done_steps <= 0:
-            return None
-        left = sum(steps for view, method, steps in self.planned if (view, method) not in self.finished)
-        running = self.clock() - self.current_started if self.current is not None else 0.0
-        return max(0.0, self.done_seconds / self.done_steps * left - running)
+        estimate = self._estimate()
+        return None if estimate is None else estimate[0]
 
     def start(self, view: str | None, method: str) -> None:
         """Announce the run of `method` in `view`: its place in the plan, elapsed time, ETA."""
         self.current, self.current_started = (view, method), self.clock()
-        eta = self.eta()
-        print(f"{self._name(view, method)} · elapsed {duration(self.clock() - self.started_at)} · "
-              f"ETA {'–' if eta is None else rough_duration(eta)}", file=self.err or sys.stderr, flush=True)  # fmt: skip
+        estimate = self._estimate()
+        if estimate is None:
+            eta = "–"
+        else:
+            seconds, untimed = estimate
+            eta = rough_duration(seconds) + (f" ({untimed} method{'s' * (untimed > 1)} not timed yet)" if untimed else "")
+        print(f"{self._name(view, method)} · elapsed {duration(self.clock() - self.started_at)} · ETA {eta}",
+              file=self.err or sys.stderr, flush=True)  # fmt: skip
 
     def finish(self, result: str) -> None:
         """The current run ended with `result` (one short line)."""
         view, method = self.current
         seconds = self.clock() - self.current_started
-        self.finished.add((view, method))
-        self.done_steps += self.planned[self._index(view, method)][2]
-        self.done_seconds += seconds
-        self.current = None
+        with self._lock:
+            self.finished.add((view, method))
+            if (view, method) not in self.queued:  # a worker's run was timed when the worker ended it
+                self._time(method, seconds, self._steps((view, method)))
+            self.current = None
         print(f"{self._name(view, method)}: {result} ({duration(seconds)})", file=self.out or sys.stdout, flush=True)
 
     def skip(self, view: str | None, method: str, reason: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from cli import run_cli
 
@@ -59,6 +60,9 @@ def test_learners_trained_in_worker_processes_give_the_rows_of_one_process(tmp_p
     assert [m["name"] for m in summaries[2]] == ["amcoedge", "drlcoedge", "randcoedge"]
     assert [without_timing(m) for m in summaries[2]] == [without_timing(m) for m in summaries[1]]
     assert (tmp_path / "jobs2" / "clean-drlcoedge_history.npz").exists()
+    # the ETA knows the workers' runs: timed when a worker ends one, before this process reads it
+    assert re.search(r"^\[3/3\] clean · randcoedge · elapsed \S+ · ETA ~\S+ \(1 method not timed yet\)$",
+                     result.stderr, re.M), result.stderr[-3000:]  # fmt: skip
 
 
 def test_experiment_config_errors_stop_before_training(tmp_path):

@@ -374,7 +374,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     progress = ExperimentProgress(planned_runs(cfg, plan))
     keep = _weights_kept(cfg, plan)
     trained_agents: dict[tuple[str, str], Any] = {}  # (view, method) -> agent states others transfer from
-    with parallel_training(cfg, plan, run_dir, keep) as in_workers:
+    with parallel_training(cfg, plan, run_dir, keep, progress) as in_workers:
         for step in plan:
             view, key, setup = step.view, step.key, step.setup
             method = cfg.methods[key]
@@ -464,12 +464,14 @@ def training_jobs(cfg: DictConfig) -> int:
 
 
 @contextlib.contextmanager
-def parallel_training(cfg: DictConfig, plan: list[PlannedRun], run_dir: pathlib.Path,
-                      keep: set[tuple[str, str]]) -> Iterator[dict[tuple[str, str], concurrent.futures.Future]]:
+def parallel_training(cfg: DictConfig, plan: list[PlannedRun], run_dir: pathlib.Path, keep: set[tuple[str, str]],
+                      progress: ExperimentProgress | None = None,
+                      ) -> Iterator[dict[tuple[str, str], concurrent.futures.Future]]:
     """With `jobs` > 1, every `train` run of `plan` starts in a pool of worker processes (fresh
     ones: spawned, so no JAX state is shared), the methods listed first (the costly learners)
     first; yields (view, method) -> the future of `train_method`'s result with the agents as
-    leaves. Each worker trains exactly as `run` would in-process (same keys, same programs),
+    leaves; `progress` learns the queue and when each worker run ends (for its ETA). Each worker
+    trains exactly as `run` would in-process (same keys, same programs),
     so the rows do not depend on `jobs`. On any error or Ctrl-C the workers are stopped; their
     checkpoints stay for `resume=true`. With `jobs` = 1: an empty dict, everything in-process.
     """
@@ -484,8 +486,13 @@ def parallel_training(cfg: DictConfig, plan: list[PlannedRun], run_dir: pathlib.
     pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                                   initializer=_worker_started, initargs=(jobs,))  # fmt: skip
     try:
-        yield {(step.view, step.key): pool.submit(_train_in_worker, config, step.view, step.key, str(run_dir),
-                                                  (step.view, step.key) in keep) for step in todo}  # fmt: skip
+        futures = {(step.view, step.key): pool.submit(_train_in_worker, config, step.view, step.key, str(run_dir),
+                                                      (step.view, step.key) in keep) for step in todo}  # fmt: skip
+        if progress is not None:
+            progress.in_workers(futures, jobs)
+            for (view, key), future in futures.items():
+                future.add_done_callback(lambda _, view=view, key=key: progress.worker_finished(view, key))
+        yield futures
     except BaseException:
         for process in list((pool._processes or {}).values()):  # the executor has no public terminate
             process.terminate()
