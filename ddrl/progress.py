@@ -10,11 +10,12 @@ when it ends:
 
 The ETA prices each run still to come at the seconds per planned environment step of its own
 method's finished runs (a learner's step includes its updates, so methods differ by 10× and
-more), or, for a method none of whose runs has finished, at the rate of all finished runs; the
-line then says how many methods are not timed yet. Runs handed to `jobs` worker processes
-(`in_workers`) are scheduled on that many workers in the order they were queued, the ones
-running counted from when they started. It is a rough figure, marked `~`, and `–` until one
-run ended. Progress lines go to stderr (with the progress bars), result lines to stdout (with
+more), else at the pace of a run of that method under way in a worker (from the chunks the
+worker reports), else at the fastest pace known (the costly learners are queued first), and
+the line then says how many methods are not timed yet. Runs handed to `jobs` worker processes (`in_workers`) are scheduled
+on that many workers in the order they were queued, the ones running counted from when they
+started (or from their latest chunk). It is a rough figure, marked `~`, and `–` until a pace
+is known. Progress lines go to stderr (with the progress bars), result lines to stdout (with
 the tables).
 """
 
@@ -64,6 +65,7 @@ class ExperimentProgress:
         self.queued: list[tuple[str | None, str]] = []  # runs in worker processes, in the order they start
         self.worker_started: dict[tuple[str | None, str], float] = {}
         self.worker_done: set[tuple[str | None, str]] = set()
+        self.reports: dict[tuple[str | None, str], list[tuple[float, float]]] = {}  # run -> [(time, fraction)]
         self._lock = threading.Lock()  # workers report from the executor's thread
 
     def _index(self, view: str | None, method: str) -> int:
@@ -97,6 +99,20 @@ class ExperimentProgress:
             if waiting:
                 self.worker_started[waiting[0]] = now
 
+    def worker_progress(self, view: str | None, method: str, fraction: float) -> None:
+        """A worker's run (`view`, `method`) has done `fraction` of its training (after a chunk)."""
+        with self._lock:
+            self.reports.setdefault((view, method), []).append((self.clock(), float(fraction)))
+
+    def _running_rate(self, run: tuple[str | None, str]) -> float | None:
+        """Seconds per planned step of a worker's run from its chunk reports: the pace between
+        its first and latest report (compile, in the first chunk, left out); None before two."""
+        reports = self.reports.get(run, [])
+        if len(reports) < 2 or reports[-1][1] <= reports[0][1]:
+            return None
+        (first_time, first), (last_time, last) = reports[0], reports[-1]
+        return (last_time - first_time) / ((last - first) * self._steps(run))
+
     def _steps(self, run: tuple[str | None, str]) -> float:
         return self.planned[self._index(*run)][2]
 
@@ -106,26 +122,35 @@ class ExperimentProgress:
         seconds_steps[1] += steps
 
     def _estimate(self) -> tuple[float, int] | None:
-        """(seconds left, methods still to run that no finished run has timed); None before one ended."""
+        """(seconds left, methods still to run whose pace is not known yet); None before any is."""
         with self._lock:
-            done_seconds = sum(seconds for seconds, _ in self.timed.values())
-            done_steps = sum(steps for _, steps in self.timed.values())
-            if done_steps <= 0:
-                return None
             now, untimed = self.clock(), set()
+            to_do = [(v, m) for v, m, _ in self.planned if (v, m) not in self.finished]
+            pending = [run for run in self.queued if run not in self.worker_done and run in to_do]
+            pace = {run: rate for run in pending if (rate := self._running_rate(run)) is not None}
+            known = [seconds / steps for seconds, steps in self.timed.values() if steps > 0] + list(pace.values())
+            if not known:
+                return None
+            fastest = min(known)  # for an untimed method: the costly learners are queued first
 
             def left(run):
                 method = run[1]
                 seconds, steps = self.timed.get(method, (0.0, 0.0))
-                if steps <= 0:
-                    untimed.add(method)
-                    seconds, steps = done_seconds, done_steps
-                return seconds / steps * self._steps(run)
+                if steps > 0:
+                    return seconds / steps * self._steps(run)
+                paced = [rate for other, rate in pace.items() if other[1] == method]
+                if paced:  # a run of the method is under way in a worker: its pace so far
+                    return paced[0] * self._steps(run)
+                untimed.add(method)
+                return fastest * self._steps(run)
 
-            to_do = [(v, m) for v, m, _ in self.planned if (v, m) not in self.finished]
-            pending = [run for run in self.queued if run not in self.worker_done and run in to_do]
-            running = [max(0.0, left(run) - (now - self.worker_started[run]))
-                       for run in pending if run in self.worker_started]  # fmt: skip
+            def still_running(run):
+                if run in pace:  # from its latest report, at its own pace
+                    last_time, last = self.reports[run][-1]
+                    return pace[run] * self._steps(run) * (1.0 - last) - (now - last_time)
+                return left(run) - (now - self.worker_started[run])
+
+            running = [max(0.0, still_running(run)) for run in pending if run in self.worker_started]
             workers = running + [0.0] * max(0, self.jobs - len(running))  # seconds until each worker is free
             heapq.heapify(workers)
             for run in pending:

@@ -133,13 +133,38 @@ def test_progress_eta_prices_each_method_at_its_own_rate_and_schedules_the_worke
     progress.worker_finished("clean", "fast")  # reported twice: counted once
     assert progress.timed["fast"] == [20.0, 100.0]
     # fidelity·fast started at 110, when fidelity·slow (110 s) freed its worker: 20 s, 10 spent;
-    # the rule, untimed: 10 steps at the rate of all timed runs (230 s / 300 steps)
+    # the rule, untimed: 10 steps at the fastest pace known (fast's 0.2 s a step)
     assert progress.eta() == pytest.approx(10.0)
     now[0] = 135.0
-    assert progress.eta() == pytest.approx(10 * 230 / 300)
+    assert progress.eta() == pytest.approx(2.0)
     progress.start("clean", "fast")
     progress.finish("done")  # consumed from the worker: not timed again
     assert progress.timed["fast"] == [20.0, 100.0]
+
+
+def test_progress_eta_reads_the_pace_of_a_worker_run_from_its_chunk_reports():
+    from ddrl.progress import ExperimentProgress
+
+    now = [0.0]
+    progress = ExperimentProgress([("clean", "slow", 100), ("clean", "fast", 100), ("fidelity", "fast", 100)],
+                                  clock=lambda: now[0])  # fmt: skip
+    progress.in_workers([("clean", "slow"), ("clean", "fast"), ("fidelity", "fast")], jobs=2)
+    now[0] = 30.0
+    progress.worker_progress("clean", "slow", 0.1)  # the first chunk, compile included: no pace yet
+    assert progress.eta() is None
+    now[0] = 40.0
+    progress.worker_progress("clean", "slow", 0.2)  # 10 s for 10 steps: 1 s a step
+    now[0] = 45.0
+    # clean·slow: 80 steps left at 1 s, 5 s of them spent; clean·fast (untimed) and then
+    # fidelity·fast on the other worker, each at the fastest (only) pace known, 1 s a step
+    assert progress.eta() == pytest.approx(200.0 - 45.0)
+    progress.worker_progress("clean", "fast", 0.5)
+    now[0] = 46.0
+    progress.worker_progress("clean", "fast", 1.0)  # 2 s for 50 steps
+    progress.worker_finished("clean", "fast")  # 46 s from the start for its 100 steps
+    assert progress.timed == {"fast": [46.0, 100.0]}
+    # fidelity·fast started at 46 on the freed worker: 46 s; clean·slow from its latest report
+    assert progress.eta() == pytest.approx(max(80.0 - 6.0, 46.0))
 
 
 def test_durations():

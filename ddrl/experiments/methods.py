@@ -49,12 +49,14 @@ def train_and_evaluate(
     num_envs: int | None = None,
     eval_episodes: int = 0,
     progress: bool = True,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[TrainedMethod, dict[str, Any]]:
     """Train `method` (an algo config) for `cfg.budget.seeds` seeds, then `evaluate` it.
 
     `evaluate(trained)` returns the summary logged for the method (and returned beside it).
     `eval_episodes > 0` adds the trainer's own greedy evaluation at the end of every chunk;
-    `progress=False` hides the progress bar (a worker process training beside others).
+    `progress=False` hides the progress bar (a worker process training beside others), which
+    reports its chunks to `on_chunk(steps done, total steps)` instead.
     """
     from ddrl.log import make_logger
 
@@ -72,6 +74,7 @@ def train_and_evaluate(
         final, history = run_training(
             trainer, int(cfg.seed), num_seeds, checkpoint_dir=checkpoints, resume=bool(cfg.resume),
             logger=logger, desc=name, progress=progress, checkpoint_every_s=float(cfg.get("checkpoint_every_s", 0.0)),
+            on_chunk=on_chunk,
         )  # fmt: skip
         trained = TrainedMethod(name, trainer, final, history, time.perf_counter() - started, resumed, num_seeds)
         summary = evaluate(trained)

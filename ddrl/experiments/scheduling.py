@@ -54,8 +54,9 @@ import multiprocessing
 import os
 import pathlib
 import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -483,8 +484,19 @@ def parallel_training(cfg: DictConfig, plan: list[PlannedRun], run_dir: pathlib.
     order = list(_selected(cfg))
     todo.sort(key=lambda step: order.index(step.key))  # stable: within a method, the views in order
     config = OmegaConf.to_container(cfg, resolve=True)
-    pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                                  initializer=_worker_started, initargs=(jobs,))  # fmt: skip
+    context = multiprocessing.get_context("spawn")
+    reports = context.Queue()  # (view, method, fraction of its training done) after each chunk of a worker
+    reports.cancel_join_thread()  # progress only: exiting never waits on it (a terminated worker may hold its lock)
+
+    def read_reports():
+        while (report := reports.get()) is not None:
+            if progress is not None:
+                progress.worker_progress(*report)
+
+    reader = threading.Thread(target=read_reports, name="worker-progress", daemon=True)
+    reader.start()
+    pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                                  initializer=_worker_started, initargs=(jobs, reports))  # fmt: skip
     try:
         futures = {(step.view, step.key): pool.submit(_train_in_worker, config, step.view, step.key, str(run_dir),
                                                       (step.view, step.key) in keep) for step in todo}  # fmt: skip
@@ -498,12 +510,20 @@ def parallel_training(cfg: DictConfig, plan: list[PlannedRun], run_dir: pathlib.
             process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        reports.put(None)
+        reader.join(timeout=5)
     pool.shutdown()
 
 
-def _worker_started(jobs: int) -> None:
-    """A training worker: Ctrl-C is the parent's to handle (it stops the workers), and on an
-    accelerator each worker takes its share of the memory."""
+_progress_reports = None  # in a worker: the parent's queue of chunk reports
+
+
+def _worker_started(jobs: int, reports: Any = None) -> None:
+    """A training worker: Ctrl-C is the parent's to handle (it stops the workers), on an
+    accelerator each worker takes its share of the memory, and its chunks go to `reports`."""
+    global _progress_reports
+    _progress_reports = reports
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.7 / jobs:.3f}")
 
@@ -513,7 +533,12 @@ def _train_in_worker(config: dict, view: str, key: str, run_dir: str, keep_weigh
     holds functions, which do not pickle), rebuilt by `_agents_from_leaves`."""
     cfg = OmegaConf.create(config)
     setup = setup_method(cfg, cfg.methods[key], view_env_config(cfg, view, key))
-    row, history, agent = train_method(cfg, view, key, setup, pathlib.Path(run_dir), keep_weights, progress=False)
+    def on_chunk(done: int, total: int) -> None:
+        if _progress_reports is not None:
+            _progress_reports.put((view, key, done / total))
+
+    row, history, agent = train_method(cfg, view, key, setup, pathlib.Path(run_dir), keep_weights, progress=False,
+                                       on_chunk=on_chunk)  # fmt: skip
     leaves = None if agent is None else [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(agent))]
     return row, history, leaves
 
@@ -624,9 +649,11 @@ def _evaluate_transferred(cfg, setup: MethodSetup, source_agents, eval_key, eval
 
 
 def train_method(cfg: DictConfig, view: str, key: str, setup: MethodSetup, run_dir: pathlib.Path,
-                 keep_weights: bool, progress: bool = True) -> tuple[dict[str, Any], dict[str, np.ndarray], Any]:
+                 keep_weights: bool, progress: bool = True, on_chunk: Callable[[int, int], None] | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, np.ndarray], Any]:
     """Train method `key` in `view` and evaluate it: its row, per-chunk history, and its trained
-    agents (seed axis first) if `keep_weights` (another view transfers from them), else None."""
+    agents (seed axis first) if `keep_weights` (another view transfers from them), else None.
+    `progress=False`: no progress bar; `on_chunk(steps done, total)` after every chunk."""
     from ddrl.experiments.methods import train_and_evaluate
 
     eval_key, eval_episodes = _evaluation(cfg)
@@ -640,7 +667,8 @@ def train_method(cfg: DictConfig, view: str, key: str, setup: MethodSetup, run_d
                 for metric in ("make_span", "failure_rate")}  # fmt: skip
 
     trained, _ = train_and_evaluate(cfg, setup.method, env, params, setup.train_steps, run_dir, f"{view}-{key}",
-                                    evaluate, num_envs=int(cfg.num_envs), progress=progress)  # fmt: skip
+                                    evaluate, num_envs=int(cfg.num_envs), progress=progress,
+                                    on_chunk=on_chunk)  # fmt: skip
     row = rows["row"]
     row["train_wall_s"] = trained.train_wall_s
     row["resumed"] = trained.resumed

@@ -6,6 +6,7 @@ import logging
 import pathlib
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -64,6 +65,7 @@ def run_training(
     max_chunks: int | None = None,
     sharded: bool = True,
     checkpoint_every_s: float = 0.0,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[RunnerState, dict[str, np.ndarray]]:
     """Run `trainer` for `num_seeds` vmapped seeds, chunk by chunk, on the host.
 
@@ -77,7 +79,8 @@ def run_training(
     of the last good chunk stays on disk. `hparams` (arrays with a leading seed axis) are
     checked before anything is compiled. With several local devices (`sharded=True`) the
     seed axis is sharded over them when `num_seeds` divides evenly (else a warning, and
-    one device); the results are those of the unsharded run.
+    one device); the results are those of the unsharded run. `on_chunk(steps done, total
+    steps)` is called after every chunk (per seed; a worker process reports its progress so).
     """
     import orbax.checkpoint as ocp
     from tqdm.auto import tqdm
@@ -153,6 +156,8 @@ def run_training(
             if logger is not None:
                 logger.log(step, {k: v for k, v in metrics.items() if k != "env_steps"})
             bar.update(trainer.steps_per_chunk)
+            if on_chunk is not None:
+                on_chunk(step, trainer.total_steps)
             bar.set_postfix(
                 steps_per_s=f"{trainer.steps_per_chunk * num_seeds / elapsed:,.0f}",
                 ret=_finite_mean(metrics["episode_return"]),
