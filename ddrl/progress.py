@@ -11,8 +11,9 @@ when it ends:
 The ETA prices each run still to come at the seconds per planned environment step of its own
 method's finished runs (a learner's step includes its updates, so methods differ by 10× and
 more), else at the pace of a run of that method under way in a worker (from the chunks the
-worker reports), else at the fastest pace known (the costly learners are queued first), and
-the line then says how many methods are not timed yet. Runs handed to `jobs` worker processes (`in_workers`) are scheduled
+worker reports), else at the fastest pace known (the costly learners are queued first); the
+line then says how many methods are not timed yet, and gives no figure (`–`) where more than
+half of it would price them. Runs handed to `jobs` worker processes (`in_workers`) are scheduled
 on that many workers in the order they were queued, the ones running counted from when they
 started (or from their latest chunk). It is a rough figure, marked `~`, and `–` until a pace
 is known. Progress lines go to stderr (with the progress bars), result lines to stdout (with
@@ -121,10 +122,11 @@ class ExperimentProgress:
         seconds_steps[0] += seconds
         seconds_steps[1] += steps
 
-    def _estimate(self) -> tuple[float, int] | None:
-        """(seconds left, methods still to run whose pace is not known yet); None before any is."""
+    def _estimate(self) -> tuple[float, int, float] | None:
+        """(seconds left, methods still to run whose pace is not known yet, the share of the
+        seconds left that prices them); None before any pace is known."""
         with self._lock:
-            now, untimed = self.clock(), set()
+            now, untimed, guessed = self.clock(), set(), [0.0, 0.0]  # [untimed seconds, all seconds]
             to_do = [(v, m) for v, m, _ in self.planned if (v, m) not in self.finished]
             pending = [run for run in self.queued if run not in self.worker_done and run in to_do]
             pace = {run: rate for run in pending if (rate := self._running_rate(run)) is not None}
@@ -136,13 +138,17 @@ class ExperimentProgress:
             def left(run):
                 method = run[1]
                 seconds, steps = self.timed.get(method, (0.0, 0.0))
-                if steps > 0:
-                    return seconds / steps * self._steps(run)
                 paced = [rate for other, rate in pace.items() if other[1] == method]
-                if paced:  # a run of the method is under way in a worker: its pace so far
-                    return paced[0] * self._steps(run)
-                untimed.add(method)
-                return fastest * self._steps(run)
+                if steps > 0:
+                    estimate = seconds / steps * self._steps(run)
+                elif paced:  # a run of the method is under way in a worker: its pace so far
+                    estimate = paced[0] * self._steps(run)
+                else:
+                    untimed.add(method)
+                    estimate = fastest * self._steps(run)
+                    guessed[0] += estimate
+                guessed[1] += estimate
+                return estimate
 
             def still_running(run):
                 if run in pace:  # from its latest report, at its own pace
@@ -161,7 +167,7 @@ class ExperimentProgress:
                 if run not in self.queued:
                     spent = now - self.current_started if run == self.current else 0.0
                     here += max(0.0, left(run) - spent)
-            return max(max(workers), here), len(untimed)
+            return max(max(workers), here), len(untimed), guessed[0] / guessed[1] if guessed[1] > 0 else 0.0
 
     def eta(self) -> float | None:
         """Seconds left for the runs not finished (the current one included), None before one ended."""
@@ -174,9 +180,10 @@ class ExperimentProgress:
         estimate = self._estimate()
         if estimate is None:
             eta = "–"
-        else:
-            seconds, untimed = estimate
-            eta = rough_duration(seconds) + (f" ({untimed} method{'s' * (untimed > 1)} not timed yet)" if untimed else "")
+        else:  # no figure where most of it would price methods not timed yet
+            seconds, untimed, share = estimate
+            eta = "–" if share > 0.5 else rough_duration(seconds)
+            eta += f" ({untimed} method{'s' * (untimed > 1)} not timed yet)" if untimed else ""
         print(f"{self._name(view, method)} · elapsed {duration(self.clock() - self.started_at)} · ETA {eta}",
               file=self.err or sys.stderr, flush=True)  # fmt: skip
 

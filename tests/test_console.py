@@ -53,7 +53,8 @@ def test_offline_wandb_runs_are_still_written(smoke):
 def test_progress_lines_with_the_eta(smoke):
     _, console = smoke
     assert re.search(rf"^\[1/2\] clean · amcoedge · elapsed {TIME} · ETA –$", console, re.M), console
-    assert re.search(rf"^\[2/2\] clean · random · elapsed {TIME} · ETA ~{TIME} \(1 method not timed yet\)$",
+    # random is all that is left and not timed yet: no figure, only why
+    assert re.search(rf"^\[2/2\] clean · random · elapsed {TIME} · ETA – \(1 method not timed yet\)$",
                      console, re.M), console  # fmt: skip
     assert re.search(rf"^\[2/2\] clean · random: make-span [\d.]+ ± [\d.]+ s, failure rate [\d.]+ \({TIME}\)$",
                      console, re.M), console  # fmt: skip
@@ -125,7 +126,7 @@ def test_progress_eta_prices_each_method_at_its_own_rate_and_schedules_the_worke
     # that frees first (100 s more); the scheduler rule runs here, 10 s, meanwhile.
     assert progress.eta() == pytest.approx(100.0)
     progress.start("fidelity", "slow")
-    assert "· ETA ~2m (2 methods not timed yet)" in capsys.readouterr().err
+    assert "· ETA – (2 methods not timed yet)" in capsys.readouterr().err  # 200 of the 300 s priced are guesses
     progress.worker_finished("fidelity", "slow")
     progress.finish("done")
     now[0] = 120.0

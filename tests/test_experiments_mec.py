@@ -60,8 +60,9 @@ def test_learners_trained_in_worker_processes_give_the_rows_of_one_process(tmp_p
     assert [m["name"] for m in summaries[2]] == ["amcoedge", "drlcoedge", "randcoedge"]
     assert [without_timing(m) for m in summaries[2]] == [without_timing(m) for m in summaries[1]]
     assert (tmp_path / "jobs2" / "clean-drlcoedge_history.npz").exists()
-    # the ETA knows the workers' runs: timed when a worker ends one, before this process reads it
-    assert re.search(r"^\[3/3\] clean · randcoedge · elapsed \S+ · ETA ~\S+ \(1 method not timed yet\)$",
+    # the ETA knows the workers' runs (timed when a worker ends one, before this process reads
+    # it): a pace is known, so it names the one method left that is not timed, the scheduler
+    assert re.search(r"^\[3/3\] clean · randcoedge · elapsed \S+ · ETA – \(1 method not timed yet\)$",
                      result.stderr, re.M), result.stderr[-3000:]  # fmt: skip
 
 
