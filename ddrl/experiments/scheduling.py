@@ -533,6 +533,7 @@ def _train_in_worker(config: dict, view: str, key: str, run_dir: str, keep_weigh
     holds functions, which do not pickle), rebuilt by `_agents_from_leaves`."""
     cfg = OmegaConf.create(config)
     setup = setup_method(cfg, cfg.methods[key], view_env_config(cfg, view, key))
+
     def on_chunk(done: int, total: int) -> None:
         if _progress_reports is not None:
             _progress_reports.put((view, key, done / total))
