@@ -77,6 +77,9 @@ class Agent(Protocol):
     def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
             explore: bool | jax.Array) -> tuple[jax.Array, Any]: ...
 
+    def act_observed(self, state: Any, observed: jax.Array, ctx: ActContext, keys: jax.Array,
+                     explore: bool | jax.Array) -> tuple[jax.Array, Any]: ...
+
     def record(self, state: Any, ctx: ActContext, aux: Any) -> Any: ...
 
     def update(self, state: Any, batch: Any, key: jax.Array) -> tuple[Any, dict]: ...
@@ -92,6 +95,13 @@ class AgentDefaults:
         """What is stored in replay: the observation itself."""
         del state, ctx
         return obs
+
+    def act_observed(self, state: Any, observed: jax.Array, ctx: ActContext, keys: jax.Array,
+                     explore: bool | jax.Array) -> tuple[jax.Array, Any]:
+        """`act` on an observation as `observe` returned it. With `observe` the identity that
+        is `act` itself; an agent that overrides `observe` overrides this too, so that a
+        wrapper that has already observed (`PerGroup`) need not read the agent's state again."""
+        return self.act(state, observed, ctx, keys, explore)
 
     def record(self, state: Any, ctx: ActContext, aux: Any) -> Any:
         """The state after the batch of decisions `aux` (the training step count)."""

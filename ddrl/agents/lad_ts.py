@@ -126,7 +126,11 @@ class LatentAgent(ModuleAgent):
 
     def act(self, state: LatentState, obs: jax.Array, ctx: ActContext, keys: jax.Array,
             explore: bool | jax.Array) -> tuple[jax.Array, jax.Array]:
-        agent_obs = self.observe(state, obs, ctx)
+        return self.act_observed(state, self.observe(state, obs, ctx), ctx, keys, explore)
+
+    def act_observed(self, state: LatentState, agent_obs: jax.Array, ctx: ActContext, keys: jax.Array,
+                     explore: bool | jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The action and π(·|s) from `[s, latent]`; reads the networks, not the table."""
         inner = state.agent.replace(env_steps=ctx.env_steps)
         action, probs = jax.vmap(lambda o, k: act_latent(inner, o[None], k, explore))(agent_obs, keys)
         return action[:, 0], probs[:, 0]

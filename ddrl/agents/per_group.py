@@ -95,16 +95,25 @@ class PerGroup(OffPolicyBase):
 
     def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
             explore: bool | jax.Array) -> tuple[jax.Array, Any]:
-        gather = self.acting == "gather" or (self.acting == "auto" and obs.shape[0] < self.num_groups)
+        return self.act_observed(state, self.observe(state, obs, ctx), ctx, keys, explore)
+
+    def act_observed(self, state: Any, observed: jax.Array, ctx: ActContext, keys: jax.Array,
+                     explore: bool | jax.Array) -> tuple[jax.Array, Any]:
+        """Act from each environment's observation as its own group observes it. Gathering
+        acts through the inner agent's `act_observed`, so only the state acting reads is
+        gathered per environment (LAD-TS's latent table, read by `observe`, is not: gathering
+        it made LAD-TS's acting about 5x slower). Densely, a group's actions for the other
+        groups' environments are computed from those groups' views and then dropped."""
+        gather = self.acting == "gather" or (self.acting == "auto" and observed.shape[0] < self.num_groups)
         if gather:
             def one(group, single_obs, key, cell, active):
                 own = jax.tree.map(lambda leaf: leaf[group], state)
                 single_ctx = ActContext(ctx.env_steps, jnp.zeros((1,), jnp.int32), cell[None], active[None])
-                action, aux = self.inner.act(own, single_obs[None], single_ctx, key[None], explore)
+                action, aux = self.inner.act_observed(own, single_obs[None], single_ctx, key[None], explore)
                 return jax.tree.map(lambda x: x[0], (action, aux))
 
-            return jax.vmap(one)(ctx.group, obs, keys, ctx.cell, ctx.active)
-        per_group = jax.vmap(lambda own, c: self.inner.act(own, obs, c, keys, explore))(
+            return jax.vmap(one)(ctx.group, observed, keys, ctx.cell, ctx.active)
+        per_group = jax.vmap(lambda own, c: self.inner.act_observed(own, observed, c, keys, explore))(
             state, self._group_contexts(ctx)
         )
         return self._select(per_group, ctx.group)

@@ -1,4 +1,4 @@
-"""Training and evaluation speed of every method of `+experiment=amsa`, at its settings.
+"""Training and evaluation speed of every method of `+experiment=amsa` (or `--experiment ats`), at its settings.
 
 For each learner: its method config as the experiment builds it (the clean view, the paper
 budget's schedules), `--seeds` vmapped seeds × the experiment's environments per seed.
@@ -10,6 +10,7 @@ experiment's episodes per seed, tracing and compiling included). Schedulers get 
 evaluation figures only.
 
     python -m ddrl.bench amsa [--methods ddrl_amsa amcoedge] [--episodes 4] [--seeds 10]
+    python -m ddrl.bench amsa --experiment ats --episodes 0.5 --eval-episodes 5
 """
 from __future__ import annotations
 
@@ -29,14 +30,14 @@ from ddrl.schedulers import make_scheduler
 from ddrl.training import make_trainer, seed_keys, split_method
 
 
-def compose_amsa(overrides: list[str]) -> Any:
-    """The `+experiment=amsa` config, as `python -m ddrl.run` composes it."""
+def compose_experiment(overrides: list[str], experiment: str = "amsa") -> Any:
+    """The `+experiment=<experiment>` config, as `python -m ddrl.run` composes it."""
     from hydra import compose, initialize_config_dir
 
     from ddrl.run import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=["+experiment=amsa", "logger=none", *overrides])
+        return compose(config_name="config", overrides=[f"+experiment={experiment}", "logger=none", *overrides])
 
 
 def timed(fn, *args) -> tuple[Any, float]:
@@ -69,7 +70,7 @@ def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episode
     play = lambda: evaluate_per_seed(env, params, trainer.greedy_policy, runner.agent, eval_key, eval_episodes)  # noqa: E731
     _, eval_s = timed(play)  # as the experiment runs it: traced, compiled and run once
     return {
-        "bench": "amsa", "method": key, "agent": str(method.name), "per_bs": bool(method.get("per_bs", False)),
+        "bench": "amsa", "experiment": str(cfg.experiment_name), "method": key, "agent": str(method.name), "per_bs": bool(method.get("per_bs", False)),
         "group_acting": split_method(steady)[0].group_acting, "seeds": num_seeds,
         "envs_per_seed": int(cfg.num_envs), "chunk_episodes_per_seed": round(chunk_episodes, 3),
         "train_compile_s": round(compile_s, 2), "train_run_s": round(run_s, 3),
@@ -87,13 +88,14 @@ def measure_scheduler(cfg, key: str, num_seeds: int, eval_episodes: int) -> dict
     policy = make_scheduler(method.name, env)
     play = lambda: evaluate(env, params, policy, jax.random.PRNGKey(1), num_seeds, eval_episodes)  # noqa: E731
     _, eval_s = timed(play)
-    return {"bench": "amsa", "method": key, "scheduler": str(method.name), "seeds": num_seeds,
+    return {"bench": "amsa", "experiment": str(cfg.experiment_name), "method": key, "scheduler": str(method.name), "seeds": num_seeds,
             "eval_wall_s": round(eval_s, 2),
             "backend": jax.default_backend()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="amsa", help="a scheduling experiment: amsa or ats")
     parser.add_argument("--methods", nargs="+", default=None, help="keys of the experiment's methods (default: all)")
     parser.add_argument("--episodes", type=float, default=4.0, help="training episodes per seed per timed chunk")
     parser.add_argument("--seeds", type=int, default=10)
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed training chunks; the fastest is kept")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the experiment, e.g. num_envs=64")
     args = parser.parse_args(argv)
-    cfg = compose_amsa(args.overrides)
+    cfg = compose_experiment(args.overrides, args.experiment)
     for key in args.methods or list(cfg.methods):
         if cfg.methods[key].get("kind") == "scheduler":
             line = measure_scheduler(cfg, key, args.seeds, args.eval_episodes)
