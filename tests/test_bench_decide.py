@@ -34,3 +34,24 @@ def test_scaling_exponent_fits_the_power_over_b_from_10_to_200() -> None:
     fit = decide.scaling_exponent(times)
     assert fit is not None and fit["fit_B"] == [10, 20, 200] and math.isclose(fit["k"], 2.0, abs_tol=1e-3)
     assert decide.scaling_exponent({5: 1.0, 10: 2.0}) is None
+
+
+def test_the_noise_free_greedy_set_it_times_does_not_depend_on_the_key() -> None:
+    """`greedy_chains: 0` is one chain run without noise: the same set for every key, where the
+    sampled policy's draws differ (B = 5, fresh weights)."""
+    import jax
+    import numpy as np
+
+    from ddrl.envs.scenarios import build_mec
+
+    env, params = build_mec(decide.load_env_config(), action_space="mask")
+    obs, _ = env.reset(jax.random.PRNGKey(0), params)
+    keys = jax.random.split(jax.random.PRNGKey(1), 16)
+    chosen = {}
+    for chains, explore in ((0, False), (None, True)):
+        learned = decide.Learned("DDRL-AMSA (set)", "d2sac_set", "mask", (16,), explore, chains)
+        per_task, weights = decide.learned_per_task(learned, env, obs.shape)
+        chosen[learned.policy] = np.asarray(jax.jit(jax.vmap(lambda k: per_task(weights, (k, obs))))(keys))
+    noise_free = chosen["greedy_noise_free"]
+    assert noise_free.shape == (16, 5) and (noise_free == noise_free[0]).all()
+    assert len({row.tobytes() for row in chosen["sample"]}) > 1

@@ -77,12 +77,21 @@ class Learned:
     space: str
     hidden: tuple[int, ...]
     explore: bool = False  # False: the greedy action (8 chain runs for a diffusion actor); True: a draw from π
+    greedy_chains: int | None = None  # a diffusion actor's greedy chain runs (0: one noise-free chain); None: its default
 
     @property
     def overrides(self) -> dict[str, Any]:
         width_field = {"dqn": "hidden", "d2sac": "denoiser_hidden", "d2sac_factored": "denoiser_hidden",
                        "d2sac_set": "denoiser_hidden"}[self.agent]
-        return {"name": self.agent, width_field: list(self.hidden)}
+        chains = {} if self.greedy_chains is None else {"greedy_chains": self.greedy_chains}
+        return {"name": self.agent, width_field: list(self.hidden), **chains}
+
+    @property
+    def policy(self) -> str:
+        """sample | greedy (K chain runs averaged) | greedy_noise_free (one noise-free chain)."""
+        if self.explore:
+            return "sample"
+        return "greedy_noise_free" if self.greedy_chains == 0 else "greedy"
 
 
 AMCOEDGE_LEARNED = (
@@ -212,10 +221,12 @@ def scaling_section(settings: Settings, server_counts: Sequence[int], max_subset
             for mode in settings.modes:
                 timing = time_calls(per_task, None, (tasks.keys, tasks.obs, tasks.states), mode, settings)
                 yield _line("scaling", "optimal_myopic", "single", None, B, **timing)
-        for agent, space, method, explore in (
-            ("d2sac", "single", "DDRL-ATS", False), ("d2sac", "subset", "DDRL-AMSA", False),
-            ("d2sac_factored", "mask", "DDRL-AMSA (factored)", False), ("d2sac_set", "mask", "DDRL-AMSA (set)", False),
-            ("d2sac_set", "mask", "DDRL-AMSA (set)", True),  # its headline policy: one chain run, then a draw
+        for agent, space, method, explore, chains in (
+            ("d2sac", "single", "DDRL-ATS", False, None), ("d2sac", "subset", "DDRL-AMSA", False, None),
+            ("d2sac_factored", "mask", "DDRL-AMSA (factored)", False, None),
+            ("d2sac_set", "mask", "DDRL-AMSA (set)", False, None),  # greedy: 8 chain runs averaged
+            ("d2sac_set", "mask", "DDRL-AMSA (set)", False, 0),  # greedy from one noise-free chain
+            ("d2sac_set", "mask", "DDRL-AMSA (set)", True, None),  # its headline policy: one chain run, then a draw
         ):  # fmt: skip
             if not settings.wants("d2sac_set" if agent == "d2sac_set" else "d2sac"):
                 continue
@@ -225,8 +236,8 @@ def scaling_section(settings: Settings, server_counts: Sequence[int], max_subset
                                 skipped="2^B-1 outputs")
                 continue
             space_env, _ = build_mec(cfg, action_space=space)
-            learned = Learned(method, agent, space, hidden, explore)
-            policy = "sample" if explore else "greedy"
+            learned = Learned(method, agent, space, hidden, explore, chains)
+            policy = learned.policy
             per_task, weights = learned_per_task(learned, space_env, tasks.obs.shape[1:])
             for mode in settings.modes:
                 timing = time_calls(per_task, weights, (tasks.keys, tasks.obs), mode, settings)
