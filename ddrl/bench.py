@@ -4,7 +4,7 @@
   train   environment steps per second of each agent, including updates
   decide  wall time per scheduling decision (p50 / p99) of each scheduler and policy, and vs B
   hpsearch  16 settings × 5 seeds in one compiled program vs one program per run
-  amsa    every method of +experiment=amsa: training and greedy-evaluation seed-episodes/s
+  amsa    every method of +experiment=amsa (--experiment ats: of ats): training and greedy-evaluation seed-episodes/s
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ class PerGroup(OffPolicyBase):
         """Act from each environment's observation as its own group observes it. Gathering
         acts through the inner agent's `act_observed`, so only the state acting reads is
         gathered per environment (LAD-TS's latent table, read by `observe`, is not: gathering
-        it made LAD-TS's acting about 5x slower). Densely, a group's actions for the other
+        it made LAD-TS's collection on ladts about 6x slower). Densely, a group's actions for the other
         groups' environments are computed from those groups' views and then dropped."""
         gather = self.acting == "gather" or (self.acting == "auto" and observed.shape[0] < self.num_groups)
         if gather:
