@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import math
 
+import jax
+import numpy as np
 import pytest
 
 from ddrl.benchmarks import decide
+from ddrl.envs.scenarios import build_mec
 
 
 def test_quick_cwa_lines_parse_and_have_positive_finite_times(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,11 +42,6 @@ def test_scaling_exponent_fits_the_power_over_b_from_10_to_200() -> None:
 def test_the_noise_free_greedy_set_it_times_does_not_depend_on_the_key() -> None:
     """`greedy_chains: 0` is one chain run without noise: the same set for every key, where the
     sampled policy's draws differ (B = 5, fresh weights)."""
-    import jax
-    import numpy as np
-
-    from ddrl.envs.scenarios import build_mec
-
     env, params = build_mec(decide.load_env_config(), action_space="mask")
     obs, _ = env.reset(jax.random.PRNGKey(0), params)
     keys = jax.random.split(jax.random.PRNGKey(1), 16)

@@ -8,6 +8,7 @@ agent with `getattr`: every ability is a method of the protocol, with a default 
   init(key, spec, hparams)            -> state      (hparams: traced numeric overrides)
   observe(state, obs, ctx)            -> what the agent stores and learns from
   act(state, obs, ctx, keys, explore) -> (action, aux)   (a batch of envs, one key each)
+  act_observed(state, observed, ...)  -> the same from what `observe` returned (`act` is it on `observe`)
   record(state, ctx, aux)             -> state      (what acting changes: LAD-TS's latents)
   update(state, batch, key)           -> (state, metrics)
   random_action(key, shape)           -> uniform actions (off-policy warm-up)
@@ -96,12 +97,13 @@ class AgentDefaults:
         del state, ctx
         return obs
 
-    def act_observed(self, state: Any, observed: jax.Array, ctx: ActContext, keys: jax.Array,
-                     explore: bool | jax.Array) -> tuple[jax.Array, Any]:
-        """`act` on an observation as `observe` returned it. With `observe` the identity that
-        is `act` itself; an agent that overrides `observe` overrides this too, so that a
-        wrapper that has already observed (`PerGroup`) need not read the agent's state again."""
-        return self.act(state, observed, ctx, keys, explore)
+    def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
+            explore: bool | jax.Array) -> tuple[jax.Array, Any]:
+        """The actions (and what `record` takes) for the environments' observations: the
+        agent's `act_observed` on what `observe` makes of them. Agents implement
+        `act_observed`, so a wrapper that has already observed (`PerGroup`) acts without
+        reading the state `observe` reads (LAD-TS's latent table) again."""
+        return self.act_observed(state, self.observe(state, obs, ctx), ctx, keys, explore)
 
     def record(self, state: Any, ctx: ActContext, aux: Any) -> Any:
         """The state after the batch of decisions `aux` (the training step count)."""
@@ -178,12 +180,12 @@ class ModuleBacked:
         config = self.config.replace(**(hparams or {}))
         return self.module.init(key, spec.obs_shape, spec.num_actions, config)
 
-    def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
-            explore: bool | jax.Array) -> tuple[jax.Array, Any]:
+    def act_observed(self, state: Any, observed: jax.Array, ctx: ActContext, keys: jax.Array,
+                     explore: bool | jax.Array) -> tuple[jax.Array, Any]:
         """The module's `act` on each environment's observation with its own key (vmapped over
         the batch with the weights shared, so the networks still run as matrix products)."""
         state = state.replace(env_steps=ctx.env_steps)
-        return jax.vmap(lambda o, k: self.module.act(state, o[None], k, explore)[0])(obs, keys), None
+        return jax.vmap(lambda o, k: self.module.act(state, o[None], k, explore)[0])(observed, keys), None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -124,10 +124,6 @@ class LatentAgent(ModuleAgent):
         """`[s, latent]`: the observation and its cell's latent action."""
         return jnp.concatenate([obs, state.latent[self._rows(ctx)]], axis=-1)
 
-    def act(self, state: LatentState, obs: jax.Array, ctx: ActContext, keys: jax.Array,
-            explore: bool | jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.act_observed(state, self.observe(state, obs, ctx), ctx, keys, explore)
-
     def act_observed(self, state: LatentState, agent_obs: jax.Array, ctx: ActContext, keys: jax.Array,
                      explore: bool | jax.Array) -> tuple[jax.Array, jax.Array]:
         """The action and π(·|s) from `[s, latent]`; reads the networks, not the table."""

@@ -93,10 +93,6 @@ class PerGroup(OffPolicyBase):
         views = jax.vmap(lambda own, c: self.inner.observe(own, obs, c))(state, self._group_contexts(ctx))
         return self._select(views, ctx.group)
 
-    def act(self, state: Any, obs: jax.Array, ctx: ActContext, keys: jax.Array,
-            explore: bool | jax.Array) -> tuple[jax.Array, Any]:
-        return self.act_observed(state, self.observe(state, obs, ctx), ctx, keys, explore)
-
     def act_observed(self, state: Any, observed: jax.Array, ctx: ActContext, keys: jax.Array,
                      explore: bool | jax.Array) -> tuple[jax.Array, Any]:
         """Act from each environment's observation as its own group observes it. Gathering
