@@ -36,7 +36,7 @@ def test_bad_value_is_refused_with_one_line_naming_the_field(tmp_path, monkeypat
     "+experiment=amsa budget=smoke logger=none views=[clean] only=[amcoedge]",
     "env.deadline=none", "env.deadline=null", "+experiment=cartpole methods.d2sac.clip_x0=null",
     "+experiment=tune_amsa", "+experiment=tune_amsa budget=smoke tune.methods=[amcoedge] tune.settings=1",
-    "+experiment=tune_ats", "+experiment=scale", "+experiment=scale env.observation=servers +algo@methods.set=ddrl_amsa_set views=[B5,B20]",
+    "+experiment=tune_ats", "+experiment=overload", "+experiment=scale", "+experiment=scale env.observation=servers +algo@methods.set=ddrl_amsa_set views=[B5,B20]",
 ])  # fmt: skip
 def test_shipped_configs_pass(overrides):
     code, lines = precheck_lines(overrides.split())
