@@ -28,6 +28,7 @@ Infinity: a non-finite number becomes null, its path and value listed under `non
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import errno
 import fcntl
@@ -46,7 +47,7 @@ from typing import Any, Iterator
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-NON_RESULT_KEYS = ("logger", "resume", "experiment_name", "only", "views", "checkpoint_every_s", "jobs")
+NON_RESULT_KEYS = ("logger", "resume", "experiment_name", "only", "views", "trainer.checkpoint_every_s", "jobs")  # dotted: nested
 RESULT_FILES = ("summary.json", "results.md")  # files that look like a finished run
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "gymnax", "numpy", "hydra-core",
             "omegaconf", "scipy", "highspy", "wandb")  # fmt: skip
@@ -134,8 +135,17 @@ def _finite(value: Any, path: str, non_finite: dict[str, str]) -> Any:
 
 
 def result_config(config: dict[str, Any], excludes: tuple[str, ...] | list[str] = NON_RESULT_KEYS) -> dict[str, Any]:
-    """The resolved config without the keys that never change a number of the run."""
-    return {k: v for k, v in config.items() if k not in excludes and k != "hydra"}
+    """The resolved config without the keys that never change a number of the run (a dotted
+    key names a nested one: `trainer.checkpoint_every_s`)."""
+    kept = copy.deepcopy({k: v for k, v in config.items() if k != "hydra"})
+    for path in excludes:
+        *parents, leaf = path.split(".")
+        node = kept
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return kept
 
 
 def config_hash(config: dict[str, Any], excludes: tuple[str, ...] | list[str] = NON_RESULT_KEYS) -> str:

@@ -288,6 +288,9 @@ def precheck(argv: list[str]) -> dict[str, Any]:
             key = override.get_key_element()
             if key.startswith("hydra") or key.lstrip("+~").startswith("hydra"):
                 continue
+            moved = MOVED_KEYS.get(key.lstrip("+~"))
+            if moved is not None:
+                raise ConfigError(key.lstrip("+~"), f"is now {moved} (the trainer group, conf/trainer/)")
             if override.is_interval_sweep():  # Optuna's interval(low, high): check both ends
                 interval = override.value()
                 overrides.append(f"{key}={interval.start}")
@@ -314,6 +317,10 @@ def precheck(argv: list[str]) -> dict[str, Any]:
             message += " (" + " ".join(line.strip() for line in str(cause).splitlines() if line.strip()) + ")"
         _fail(message)
 
+
+# Root keys that moved into a config group: an override of the old name is told the new one.
+MOVED_KEYS = {"num_envs": "trainer.num_envs", "num_chunks": "trainer.num_chunks",
+              "checkpoint_every_s": "trainer.checkpoint_every_s"}  # fmt: skip
 
 _FLAGS_WITH_VALUE = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun")
 

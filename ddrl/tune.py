@@ -69,8 +69,10 @@ def search_space(algo_cfg: Mapping[str, Any], params: Mapping[str, Any]) -> dict
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+    from ddrl.training import split_method
+
     name = algo_cfg["name"]
-    config = agents.make_config(name, {k: v for k, v in algo_cfg.items() if k not in _trainer_keys()})
+    config = agents.make_config(name, split_method(algo_cfg)[1])
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     if not params:
         raise ConfigError("tune.params", "empty search space: give at least one hyper-parameter")
@@ -118,12 +120,6 @@ def decode(params: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, An
             for k, v in params.items()}  # fmt: skip
 
 
-def _trainer_keys() -> tuple[str, ...]:
-    from ddrl.training import METHOD_KEYS
-
-    return METHOD_KEYS
-
-
 # ----------------------------------------------------------------------------- the problem
 
 
@@ -150,7 +146,7 @@ def build_problem(cfg: DictConfig) -> Problem:
     method_config(cfg)
     method = cfg.methods[key]
     num_seeds = int(cfg.budget.seeds)
-    num_chunks = int(cfg.budget.get("num_chunks") or cfg.get("num_chunks") or 4)
+    num_chunks = int(cfg.budget.get("num_chunks") or cfg.trainer.num_chunks)
     if cfg.get("experiment_runner") == "scheduling":
         from ddrl.experiments import scheduling
 
@@ -159,7 +155,7 @@ def build_problem(cfg: DictConfig) -> Problem:
             raise ConfigError("tune.view", f"{key!r} does not run in view {cfg.tune.view!r}")
         setup = scheduling.setup_method(cfg, method, env_cfg)
         algo_cfg = OmegaConf.to_container(setup.method, resolve=True)
-        return Problem(algo_cfg, setup.env, setup.params, setup.train_steps, num_seeds, num_chunks, int(cfg.num_envs))
+        return Problem(algo_cfg, setup.env, setup.params, setup.train_steps, num_seeds, num_chunks, cfg.trainer.num_envs)
     import gymnax
 
     if cfg.env.get("kind") != "gymnax":
@@ -171,7 +167,7 @@ def build_problem(cfg: DictConfig) -> Problem:
     env, env_params = gymnax.make(cfg.env.id)
     train_steps = int(cfg.budget.train_steps or cfg.default_train_steps)
     return Problem(OmegaConf.to_container(method, resolve=True), env, env_params, train_steps, num_seeds,
-                   num_chunks)  # fmt: skip
+                   num_chunks, cfg.trainer.num_envs)  # fmt: skip
 
 
 def objective_values(metrics: Mapping[str, np.ndarray], objective: Mapping[str, Any]) -> np.ndarray:

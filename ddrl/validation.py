@@ -236,7 +236,6 @@ COMMON_EXPERIMENT = {
     "methods": Map(item=ANY),  # each checked by check_method
     "resume": BOOL,
     "only": List(STR, nullable=True, nonempty=True),
-    "num_chunks": Int(1, 100_000),
 }
 SCHEDULING = {
     **COMMON_EXPERIMENT,
@@ -261,7 +260,6 @@ SCHEDULING = {
     "eval_episodes": Int(1, 1_000_000),
     "eval_modes": List(Choice("sample", "greedy"), nonempty=True),
     "headline_mode": Choice("trained", "sample", "greedy"),
-    "num_envs": Int(1, 65_536),
     "milp": Map({"slots": Int(1, 100_000), "tasks": Int(1, 64), "time_limit_s": Float(0, low_open=True)},
                 nullable=True),
 }  # fmt: skip
@@ -288,9 +286,16 @@ TUNE = Map({
     "objective": Map({"metric": STR, "chunks": Choice("all", "last")}), "params": Map(item=ANY),
 })  # fmt: skip
 
+# conf/trainer/: how a learner trains (ddrl.training.make_trainer, run_training).
+TRAINER = Map({
+    "num_envs": Int(1, 65_536, nullable=True),
+    "num_chunks": Int(1, 100_000),
+    "checkpoint_every_s": Float(0),
+})
+
 ROOT = {
     "seed": Int(0, 2**31 - 1),
-    "checkpoint_every_s": Float(0),
+    "trainer": TRAINER,
     "jobs": Int(1, 64, also=("auto",)),  # learners trained at once, one process each (scheduling runner)
     "tune": TUNE,
     "experiment_runner": OPT_STR,

@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 OUT=${SWEEP_OUT:-experiments/results/sweeps}
 RUNS=${SWEEP_RUNS:-multirun/sweeps}
 STREAMS=${SWEEP_STREAMS:-3}
-BUDGET=(budget.seeds=3 budget.episodes=6 budget.eval_episodes=2 num_envs=16 logger=none)
+BUDGET=(budget.seeds=3 budget.episodes=6 budget.eval_episodes=2 trainer.num_envs=16 logger=none)
 FAST_COMPILE="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 DEFAULT=(env.arrival_prob=0.3 env.num_tasks=50 env.deadline=1.0 env.capacity_max=50 env.num_servers=5)

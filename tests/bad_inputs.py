@@ -106,10 +106,13 @@ BAD_INPUTS: list[tuple[str, str]] = [
     (f"{TRACE} env.trace.start_day=nan", "env.trace.start_day"),
     (f"{TRACE} +env.trace.utilisaton=0.5", "env.trace.utilisaton"),
     # scheduling experiments
-    (f"{AMSA} num_envs=0", "num_envs"),
-    (f"{AMSA} num_envs=abc", "num_envs"),
+    (f"{AMSA} trainer.num_envs=0", "trainer.num_envs"),
+    (f"{AMSA} trainer.num_envs=abc", "trainer.num_envs"),
+    (f"{AMSA} trainer.checkpoint_every_s=-1", "trainer.checkpoint_every_s"),
+    (f"{AMSA} +trainer.num_env=8", "trainer.num_env"),
+    (f"{AMSA} num_envs=16", "num_envs: is now trainer.num_envs"),  # the key before the trainer group
     (f"{AMSA} eval_episodes=0", "eval_episodes"),
-    (f"{AMSA} num_chunks=0", "num_chunks"),
+    (f"{AMSA} trainer.num_chunks=0", "trainer.num_chunks"),
     (f"{AMSA} default_episodes=0", "default_episodes"),
     (f"{AMSA} paper_episodes=0", "paper_episodes"),
     (f"{AMSA} views=[]", "views"),
@@ -151,7 +154,7 @@ BAD_INPUTS: list[tuple[str, str]] = [
     (f"{CARTPOLE} only=[]", "only"),
     (f"{CARTPOLE} only=[nope]", "only"),
     (f"{CARTPOLE} default_train_steps=0", "default_train_steps"),
-    (f"{CARTPOLE} num_chunks=0", "num_chunks"),
+    (f"{CARTPOLE} trainer.num_chunks=0", "trainer.num_chunks"),
     (f"{CARTPOLE} resume=maybe", "resume"),
     (f"{CARTPOLE} budget.num_chunks=0", "budget.num_chunks"),
 ]

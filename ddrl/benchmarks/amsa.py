@@ -55,7 +55,7 @@ def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episode
     paper = scheduling._method_config(cfg, method, float(cfg.paper_episodes), per_episode / int(params.num_slots))
     steady = OmegaConf.merge(paper, {"learning_starts": 0})
     trainer = make_trainer(steady, env, params, int((repeats + 1) * episodes * per_episode),
-                           num_envs=int(cfg.num_envs), num_chunks=repeats + 1)  # fmt: skip
+                           num_envs=cfg.trainer.num_envs, num_chunks=repeats + 1)  # fmt: skip
     runner = jax.block_until_ready(trainer.batched_init(seed_keys(0, num_seeds)))
     started = time.perf_counter()
     run_chunk = trainer.batched_run_chunk.lower(runner, jnp.int32(0)).compile()
@@ -72,7 +72,7 @@ def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episode
     return {
         "bench": "amsa", "experiment": str(cfg.experiment_name), "method": key, "agent": str(method.name), "per_bs": bool(method.get("per_bs", False)),
         "group_acting": split_method(steady)[0].group_acting, "seeds": num_seeds,
-        "envs_per_seed": int(cfg.num_envs), "chunk_episodes_per_seed": round(chunk_episodes, 3),
+        "envs_per_seed": cfg.trainer.num_envs, "chunk_episodes_per_seed": round(chunk_episodes, 3),
         "train_compile_s": round(compile_s, 2), "train_run_s": round(run_s, 3),
         "train_seed_episodes_per_s": round(chunk_episodes * num_seeds / run_s, 2),
         "train_s_per_episode_of_all_seeds": round(run_s / chunk_episodes, 4),

@@ -74,7 +74,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
         trained, _ = train_and_evaluate(
             cfg, method, env, env_params, train_steps, run_dir, key,
             lambda trained: _method_summary(key, trained.history, num_seeds),
-            eval_episodes=int(cfg.budget.eval_episodes),
+            num_envs=cfg.trainer.num_envs, eval_episodes=int(cfg.budget.eval_episodes),
         )  # fmt: skip
         history = trained.history
         timings[key] = {"wall_s": trained.train_wall_s, "env_steps_per_s": trained.env_steps_per_s}

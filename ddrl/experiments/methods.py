@@ -63,7 +63,7 @@ def train_and_evaluate(
     run_dir = pathlib.Path(run_dir)
     num_seeds = int(cfg.budget.seeds)
     trainer = make_trainer(method, env, env_params, train_steps, num_envs=num_envs,
-                           num_chunks=int(cfg.budget.get("num_chunks") or cfg.num_chunks),
+                           num_chunks=int(cfg.budget.get("num_chunks") or cfg.trainer.num_chunks),
                            eval_episodes=eval_episodes)  # fmt: skip
     checkpoints = run_dir / "checkpoints" / name
     resumed = bool(cfg.resume) and checkpoints.exists()
@@ -73,7 +73,7 @@ def train_and_evaluate(
     try:
         final, history = run_training(
             trainer, int(cfg.seed), num_seeds, checkpoint_dir=checkpoints, resume=bool(cfg.resume),
-            logger=logger, desc=name, progress=progress, checkpoint_every_s=float(cfg.get("checkpoint_every_s", 0.0)),
+            logger=logger, desc=name, progress=progress, checkpoint_every_s=float(cfg.trainer.checkpoint_every_s),
             on_chunk=on_chunk,
         )  # fmt: skip
         trained = TrainedMethod(name, trainer, final, history, time.perf_counter() - started, resumed, num_seeds)

@@ -548,7 +548,7 @@ def _agents_from_leaves(cfg: DictConfig, setup: MethodSetup, leaves: list[np.nda
     """The trained agents (seed axis first) of `setup`'s method from their leaves."""
     from ddrl.training import make_trainer
 
-    trainer = make_trainer(setup.method, setup.env, setup.params, setup.train_steps, num_envs=int(cfg.num_envs))
+    trainer = make_trainer(setup.method, setup.env, setup.params, setup.train_steps, num_envs=cfg.trainer.num_envs)
     keys = jax.random.split(jax.random.PRNGKey(0), int(cfg.budget.seeds))
     structure = jax.tree.structure(jax.eval_shape(jax.vmap(trainer.init_agent), keys))
     return jax.tree.unflatten(structure, [jax.numpy.asarray(leaf) for leaf in leaves])
@@ -642,7 +642,7 @@ def _evaluate_transferred(cfg, setup: MethodSetup, source_agents, eval_key, eval
     """Agents trained elsewhere, their weights moved into fresh agents of this environment."""
     from ddrl.training import make_trainer
 
-    trainer = make_trainer(setup.method, setup.env, setup.params, setup.train_steps, num_envs=int(cfg.num_envs))
+    trainer = make_trainer(setup.method, setup.env, setup.params, setup.train_steps, num_envs=cfg.trainer.num_envs)
     num_seeds = jax.tree.leaves(source_agents)[0].shape[0]
     fresh = jax.vmap(trainer.init_agent)(jax.random.split(jax.random.PRNGKey(int(cfg.seed)), num_seeds))
     agent_states = agents.transfer_weights(source_agents, fresh)
@@ -668,7 +668,7 @@ def train_method(cfg: DictConfig, view: str, key: str, setup: MethodSetup, run_d
                 for metric in ("make_span", "failure_rate")}  # fmt: skip
 
     trained, _ = train_and_evaluate(cfg, setup.method, env, params, setup.train_steps, run_dir, f"{view}-{key}",
-                                    evaluate, num_envs=int(cfg.num_envs), progress=progress,
+                                    evaluate, num_envs=cfg.trainer.num_envs, progress=progress,
                                     on_chunk=on_chunk)  # fmt: skip
     row = rows["row"]
     row["train_wall_s"] = trained.train_wall_s

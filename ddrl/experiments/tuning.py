@@ -312,7 +312,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     test_seed = seed + int(cfg.tune.test_seed_offset)
     num_test_seeds = int(cfg.budget.seeds)
     eval_episodes = min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
-    num_chunks = int(cfg.budget.get("num_chunks") or cfg.num_chunks)
+    num_chunks = int(cfg.budget.get("num_chunks") or cfg.trainer.num_chunks)
     validation_key = jax.random.fold_in(jax.random.PRNGKey(seed), 10_000)
     test_key = jax.random.fold_in(jax.random.PRNGKey(test_seed), 10_000)
     rows = []
@@ -321,7 +321,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
         print(f"[{number}/{len(plans)}] {plan.key}: {budget.settings} settings × {budget.validation_seeds} "
               f"validation seeds", flush=True)  # fmt: skip
         validation, mode, search_cost = train_and_evaluate(
-            plan, plan.settings, budget.validation_seeds, seed, validation_key, eval_episodes, int(cfg.num_envs),
+            plan, plan.settings, budget.validation_seeds, seed, validation_key, eval_episodes, cfg.trainer.num_envs,
             num_chunks,
         )  # fmt: skip
         scores = validation.setting_make_span()
@@ -330,7 +330,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
               f"(published {scores[0]:.4f} s); retraining both on {num_test_seeds} test seeds", flush=True)  # fmt: skip
         test, _, test_cost = train_and_evaluate(
             plan, [plan.settings[0], plan.settings[chosen]], num_test_seeds, test_seed, test_key, eval_episodes,
-            int(cfg.num_envs), num_chunks,
+            cfg.trainer.num_envs, num_chunks,
         )  # fmt: skip
         rows.append(_method_row(plan, validation, scores, chosen, test, mode, search_cost, test_cost))
     for plan, row in zip(plans, rows, strict=True):  # once every method has finished: an interrupted run leaves none
