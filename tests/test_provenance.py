@@ -12,7 +12,8 @@ from ddrl import provenance
 from ddrl.provenance import RunDirError
 
 CONFIG = {"seed": 0, "logger": {"kind": "none"}, "resume": False, "only": None, "views": ["clean"],
-          "methods": {"d2sac": {"actor_lr": 1e-4, "gamma": 0.95}}, "experiment_name": "x"}  # fmt: skip
+          "methods": {"d2sac": {"actor_lr": 1e-4, "gamma": 0.95}}, "experiment_name": "x",
+          "trainer": {"num_envs": 32, "num_chunks": 10, "checkpoint_every_s": 60}, "jobs": 1}  # fmt: skip
 
 
 def _with(**changes):
@@ -27,11 +28,13 @@ def _with(**changes):
 
 
 def test_the_hash_ignores_what_never_changes_a_number():
-    same = _with(logger={"kind": "wandb"}, resume=True, only=["d2sac"], views=["clean", "fidelity"], experiment_name="y")
+    same = _with(logger={"kind": "wandb"}, resume=True, only=["d2sac"], views=["clean", "fidelity"], experiment_name="y",
+                 trainer__checkpoint_every_s=0, jobs=2)  # a nested excluded key (trainer.checkpoint_every_s) too
     assert provenance.config_hash(same) == provenance.config_hash(CONFIG)
-    changed = _with(methods__d2sac__gamma=0.5)
+    assert CONFIG["trainer"]["checkpoint_every_s"] == 60  # the exclusion did not edit the config it hashed
+    changed = _with(methods__d2sac__gamma=0.5, trainer__num_envs=16)
     assert provenance.config_hash(changed) != provenance.config_hash(CONFIG)
-    assert provenance.differing_keys(CONFIG, changed) == ["methods.d2sac.gamma: 0.95 -> 0.5"]
+    assert provenance.differing_keys(CONFIG, changed) == ["methods.d2sac.gamma: 0.95 -> 0.5", "trainer.num_envs: 32 -> 16"]
 
 
 def test_claims(tmp_path):
