@@ -5,6 +5,7 @@
   decide  wall time per scheduling decision (p50 / p99) of each scheduler and policy, and vs B
   hpsearch  16 settings × 5 seeds in one compiled program vs one program per run
   amsa    every method of +experiment=amsa (--experiment ats: of ats): training and greedy-evaluation seed-episodes/s
+  profile where a learner's training time goes: one chunk under jax.profiler, by loop phase (act, env, store, learn)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "decide": "ddrl.benchmarks.decide",
     "hpsearch": "ddrl.benchmarks.hpsearch",
     "amsa": "ddrl.benchmarks.amsa",
+    "profile": "ddrl.benchmarks.profile",
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,9 +46,21 @@ def timed(fn, *args) -> tuple[Any, float]:
     return out, time.perf_counter() - started
 
 
-def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episodes: int,
-                    repeats: int = 3) -> dict[str, Any]:
-    """Compile and steady-state speed of one learner's training and greedy evaluation."""
+class SteadyRun(NamedTuple):
+    """A learner built for steady-state timing (`steady_trainer`)."""
+
+    trainer: Any
+    runner: Any  # the initial runner state of every seed (batched)
+    env: Any
+    params: Any
+    decisions_per_episode: float  # expected decisions of one environment's episode
+    config: Any  # the method config it trains with (learning_starts 0)
+
+
+def steady_trainer(cfg, key: str, episodes: float, num_seeds: int, repeats: int) -> SteadyRun:
+    """The method `key` of experiment `cfg` as the experiment trains it on the clean view (the
+    paper budget's schedules), with updates from the first step, in `repeats + 1` chunks of
+    `episodes` episodes per seed."""
     method = cfg.methods[key]
     env, params = build_mec(scheduling.view_env_config(cfg, "clean", key), action_space=method.get("action_space"))
     per_episode = scheduling.expected_decisions_per_episode(env, params)
@@ -57,6 +69,14 @@ def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episode
     trainer = make_trainer(steady, env, params, int((repeats + 1) * episodes * per_episode),
                            num_envs=cfg.trainer.num_envs, num_chunks=repeats + 1)  # fmt: skip
     runner = jax.block_until_ready(trainer.batched_init(seed_keys(0, num_seeds)))
+    return SteadyRun(trainer, runner, env, params, per_episode, steady)
+
+
+def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episodes: int,
+                    repeats: int = 3) -> dict[str, Any]:
+    """Compile and steady-state speed of one learner's training and greedy evaluation."""
+    method = cfg.methods[key]
+    trainer, runner, env, params, per_episode, steady = steady_trainer(cfg, key, episodes, num_seeds, repeats)
     started = time.perf_counter()
     run_chunk = trainer.batched_run_chunk.lower(runner, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - started

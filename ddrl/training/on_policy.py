@@ -6,6 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ddrl.training.off_policy import SCOPES
 from ddrl.training.vec_env import VecEnv
 
 
@@ -15,10 +16,12 @@ def make_iteration(agent: Any, vec: VecEnv, vec_steps: int):
     def collect(runner, _):
         key, key_act, key_env = jax.random.split(runner.key, 3)
         obs = runner.obs
-        action, log_prob, value = agent.act_and_value(runner.agent, obs, key_act)
-        next_obs, env_state, reward, terminated, truncated, true_next, stats = vec.step_and_count(
-            key_env, runner.env_state, agent.env_action(action), runner.stats
-        )
+        with jax.named_scope(SCOPES["act"]):
+            action, log_prob, value = agent.act_and_value(runner.agent, obs, key_act)
+        with jax.named_scope(SCOPES["env"]):
+            next_obs, env_state, reward, terminated, truncated, true_next, stats = vec.step_and_count(
+                key_env, runner.env_state, agent.env_action(action), runner.stats
+            )
         step = agent.rollout_step(
             obs=obs, action=action, log_prob=log_prob, value=value, reward=reward,
             next_value=agent.value(runner.agent, true_next), terminated=terminated,
@@ -33,7 +36,8 @@ def make_iteration(agent: Any, vec: VecEnv, vec_steps: int):
         runner, rollout = jax.lax.scan(collect, runner, None, vec_steps)
         key, key_update = jax.random.split(runner.key)
         agent_state = runner.agent.replace(env_steps=runner.env_steps)
-        agent_state, metrics = agent.update(agent_state, rollout, key_update)
+        with jax.named_scope(SCOPES["learn"]):
+            agent_state, metrics = agent.update(agent_state, rollout, key_update)
         return runner.replace(agent=agent_state, key=key), (metrics, jnp.ones((), bool))
 
     return iteration
