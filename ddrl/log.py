@@ -137,12 +137,12 @@ def wandb_init_kwargs(wandb_cfg: Mapping[str, Any], config: Mapping[str, Any], g
 
     group: `wandb_cfg.group` if set, else `group` (the experiment name), `@<sweep id>` appended
     in a multirun; job_type: the algorithm (`methods.<name>.name` in an experiment, else
-    `algo.name`); tags: `wandb_cfg.tags`, then `scenario:`, `preset:` (or `view:` and its
+    `method.name`); tags: `wandb_cfg.tags`, then `scenario:`, `preset:` (or `view:` and its
     preset), `budget:`, and in a multirun `sweep:<id>` and each override of the job;
     settings: silent (nothing on the console) unless `wandb_cfg.verbose`.
     """
     method, view = _method_and_view(config, name)
-    algo = (method or {}).get("name") or (config.get("algo") or {}).get("name") or name
+    algo = (method or {}).get("name") or (config.get("method") or {}).get("name") or name
     env = config.get("env") or {}
     budget = config.get("budget") or {}
     run_group = wandb_cfg.get("group") or group

@@ -49,14 +49,14 @@ def validate(cfg: DictConfig) -> None:
     if cfg.env.kind == "mec":
         from ddrl.envs.scenarios import build_mec
 
-        env, _ = build_mec(cfg.env, action_space=cfg.algo.get("action_space"))
-        if cfg.algo.kind == "scheduler":
+        env, _ = build_mec(cfg.env, action_space=cfg.method.get("action_space"))
+        if cfg.method.kind == "scheduler":
             from ddrl.schedulers import make_scheduler
 
             try:
-                make_scheduler(cfg.algo.name, env)
+                make_scheduler(cfg.method.name, env)
             except ValueError as error:
-                raise ConfigError("algo", str(error)) from None
+                raise ConfigError("method", str(error)) from None
 
 
 def _experiment_module(runner: str):
@@ -75,8 +75,8 @@ def evaluate_scheduler(cfg: DictConfig) -> dict[str, Any]:
     from ddrl.schedulers import make_scheduler
     from ddrl.stats import mean_ci
 
-    env, params = build_mec(cfg.env, action_space=cfg.algo.get("action_space"))
-    policy = make_scheduler(cfg.algo.name, env)
+    env, params = build_mec(cfg.env, action_space=cfg.method.get("action_space"))
+    policy = make_scheduler(cfg.method.name, env)
     start = time.perf_counter()
     metrics = evaluate(env, params, policy, jax.random.PRNGKey(cfg.seed), cfg.budget.seeds, cfg.budget.eval_episodes)
     metrics = jax.device_get(metrics)
@@ -89,7 +89,7 @@ def evaluate_scheduler(cfg: DictConfig) -> dict[str, Any]:
     return {
         "methods": [
             {
-                "name": cfg.algo.name,
+                "name": cfg.method.name,
                 "metric": "make_span_s",
                 "mean": results["make_span"]["mean"],
                 "ci95": results["make_span"]["ci95"],
@@ -194,7 +194,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from ddrl.log import make_logger
 
     logger = make_logger(cfg.logger, run_dir, OmegaConf.to_container(cfg, resolve=True),
-                         group=cfg.experiment_name, name=cfg.algo.name, num_seeds=1)  # fmt: skip
+                         group=cfg.experiment_name, name=cfg.method.name, num_seeds=1)  # fmt: skip
     logger.summary({m["name"]: m["mean"] for m in summary["methods"]})
     logger.close()
     return summary
@@ -288,9 +288,9 @@ def precheck(argv: list[str]) -> dict[str, Any]:
             key = override.get_key_element()
             if key.startswith("hydra") or key.lstrip("+~").startswith("hydra"):
                 continue
-            moved = MOVED_KEYS.get(key.lstrip("+~"))
+            moved = moved_key(key)
             if moved is not None:
-                raise ConfigError(key.lstrip("+~"), f"is now {moved} (the trainer group, conf/trainer/)")
+                raise ConfigError(key.lstrip("+~"), moved)
             if override.is_interval_sweep():  # Optuna's interval(low, high): check both ends
                 interval = override.value()
                 overrides.append(f"{key}={interval.start}")
@@ -321,6 +321,24 @@ def precheck(argv: list[str]) -> dict[str, Any]:
 # Root keys that moved into a config group: an override of the old name is told the new one.
 MOVED_KEYS = {"num_envs": "trainer.num_envs", "num_chunks": "trainer.num_chunks",
               "checkpoint_every_s": "trainer.checkpoint_every_s"}  # fmt: skip
+
+
+def moved_key(key: str) -> str | None:
+    """Why an override's key no longer exists and what replaced it (None: it was not moved).
+    The trainer's settings moved into the `trainer` group; the `algo` group holds only
+    learners' hyper-parameters, so a method (root or under `methods.`) is a `method` now."""
+    bare = key.lstrip("+~")
+    if bare in MOVED_KEYS:
+        return f"is now {MOVED_KEYS[bare]} (the trainer group, conf/trainer/)"
+    group, _, package = bare.partition("@")
+    head, _, rest = group.partition(".")
+    if head != "algo":
+        return None
+    if package:
+        return (f"is now +method@{package}=NAME (conf/method/: a method's wrapper with its hyper-parameters; "
+                "conf/algo/ holds hyper-parameters only)")  # fmt: skip
+    return (f"is now method{'.' + rest if rest else ''} (conf/method/: the method wrapper; conf/algo/ holds "
+            "hyper-parameters only)")  # fmt: skip
 
 _FLAGS_WITH_VALUE = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun")
 

@@ -8,7 +8,7 @@ ranges (with upper limits far above any real run, so that a typo such as `num_ta
 stops here instead of exhausting memory), empty selections (`only=[]`, `views=[]`) and
 unknown keys (a misspelt `+env.arrivl_prob=0.9` is refused as strictly as one without `+`).
 
-Method configs (`algo`, `methods.<key>`) are checked against their agent's `Config`
+Method configs (`method`, `methods.<key>`) are checked against their agent's `Config`
 dataclass: every hyper-parameter's type comes from its annotation, its range from its name
 (`*_lr > 0`, `gamma` in [0, 1], counts >= 1, ...). Cross-field checks that need the
 environment (`build_mec`) stay in `ddrl.run.validate` and the experiment modules.
@@ -209,7 +209,7 @@ def agent_fields(agent_name: str) -> dict[str, Spec]:
 
 
 def check_method(path: str, method: Any) -> None:
-    """A method config (`algo` or `methods.<key>`): a known agent or scheduler, typed fields."""
+    """A method config (`method` or `methods.<key>`): a known agent or scheduler, typed fields."""
     from ddrl import agents
     from ddrl.schedulers import SCHEDULERS
 
@@ -229,7 +229,7 @@ def check_method(path: str, method: Any) -> None:
     check_value(path, method, Map(fields))
 
 
-# Experiment runners: the root keys each adds (beside seed, env, algo, logger, budget).
+# Experiment runners: the root keys each adds (beside seed, env, method, logger, budget).
 COMMON_EXPERIMENT = {
     "experiment_runner": STR,
     "experiment_name": STR,
@@ -301,7 +301,7 @@ ROOT = {
     "experiment_runner": OPT_STR,
     "experiment_name": STR,
     "env": Map(item=ANY),  # by kind: MEC_ENV or GYMNAX_ENV
-    "algo": Map(item=ANY),
+    "method": Map(item=ANY),
     "logger": Map(item=ANY),
     "budget": BUDGET,
 }
@@ -337,9 +337,9 @@ def check(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("logger.kind", f"unknown {logger_kind!r}; expected one of {sorted(LOGGERS)}")
     check_value("logger", config["logger"], LOGGERS[logger_kind])
     if runner is None:
-        check_method("algo", config["algo"])
-        if config["algo"].get("kind") != "scheduler":
-            raise ConfigError("algo", f"{config['algo'].get('name')} is a learning agent; run it through an +experiment")
+        check_method("method", config["method"])
+        if config["method"].get("kind") != "scheduler":
+            raise ConfigError("method", f"{config['method'].get('name')} is a learning agent; run it through an +experiment")
     else:
         for key, method in config["methods"].items():
             check_method(f"methods.{key}", method)

@@ -66,9 +66,19 @@ def test_a_traced_explore_flag_picks_the_same_actions_as_the_static_one():
                                               module.act(state, OBS, key, jnp.bool_(explore)))  # fmt: skip
 
 
+def compose_method(name: str) -> dict:
+    """conf/method/<name>.yaml as Hydra composes it (its wrapper and its algo's hyper-parameters)."""
+    from hydra import compose, initialize_config_dir
+
+    from ddrl.run import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return OmegaConf.to_container(compose(config_name="config", overrides=[f"method={name}"]).method)
+
+
 @pytest.mark.parametrize(("name", "modes"), [("ddrl_amsa", ("sample", "greedy")), ("amcoedge", ("greedy",))])
 def test_each_family_is_headlined_by_the_policy_it_trains(name, modes):
-    method = OmegaConf.to_container(OmegaConf.load(f"conf/algo/{name}.yaml"))
+    method = compose_method(name)
     method = {k: v for k, v in method.items() if k not in ("kind", "label", "decisions_per_slot")}
     env, params = build_mec(TINY_AMCOEDGE, action_space=method.pop("action_space"))
     trainer = make_trainer(method, env, params, 64, num_envs=2, num_chunks=1)

@@ -30,7 +30,7 @@ def _job(directory: Path, arrival_prob: float, methods: list[dict]) -> None:
     """A Hydra job directory as `ddrl.run -m` writes it."""
     (directory / ".hydra").mkdir(parents=True)
     (directory / ".hydra" / "overrides.yaml").write_text(
-        f"- algo=randcoedge\n- env.num_slots=2\n- env.arrival_prob={arrival_prob}\n")
+        f"- method=randcoedge\n- env.num_slots=2\n- env.arrival_prob={arrival_prob}\n")
     (directory / "config.yaml").write_text(
         f"env:\n  scenario: amcoedge\n  preset: clean\n  num_slots: 2\n  arrival_prob: {arrival_prob}\nseed: 0\n")
     (directory / "summary.json").write_text(json.dumps({"methods": methods}))
@@ -47,8 +47,8 @@ def test_collect_gives_one_row_per_run_and_method(sweep):
     rows = collect([sweep])
     assert [(r.run, r.method) for r in rows] == [("0", "randcoedge"), ("0", "local"), ("1", "randcoedge"), ("1", "local")]
     first = rows[0]
-    assert first.overrides == {"algo": "randcoedge", "env.num_slots": "2", "env.arrival_prob": "0.2"}
-    assert first.overrides_text == "algo=randcoedge env.num_slots=2 env.arrival_prob=0.2"
+    assert first.overrides == {"method": "randcoedge", "env.num_slots": "2", "env.arrival_prob": "0.2"}
+    assert first.overrides_text == "method=randcoedge env.num_slots=2 env.arrival_prob=0.2"
     assert first.metrics["make_span"].mean == 0.2087 and first.metrics["make_span"].ci95 == 0.0004
     assert first.metrics["lower_bound"].mean == pytest.approx(0.10435)
     assert (first.scenario, first.preset, first.seeds, first.episodes) == ("amcoedge", "clean", 3, 4)
@@ -67,7 +67,7 @@ def test_markdown_and_csv(sweep, tmp_path):
     lines = markdown.splitlines()
     assert lines[0].startswith("| run | overrides | env.arrival_prob | method | scenario | preset | make_span |")
     assert len(lines) == 2 + 4
-    assert "| 0 | algo=randcoedge env.num_slots=2 env.arrival_prob=0.2 | 0.2 | randcoedge | amcoedge | clean |" in lines[2]
+    assert "| 0 | method=randcoedge env.num_slots=2 env.arrival_prob=0.2 | 0.2 | randcoedge | amcoedge | clean |" in lines[2]
     assert "0.2087 ± 0.0004" in lines[2] and "0.3123 ± 0.0004" in lines[4]
 
     with (tmp_path / "out" / "report.csv").open() as file:
@@ -161,7 +161,7 @@ def test_cli(sweep, tmp_path, capsys):
 def test_end_to_end_multirun_then_report(tmp_path):
     sweep = tmp_path / "sweep"
     run = subprocess.run(
-        [sys.executable, "-m", "ddrl.run", "-m", "algo=randcoedge", "budget=smoke", "env.num_slots=2",
+        [sys.executable, "-m", "ddrl.run", "-m", "method=randcoedge", "budget=smoke", "env.num_slots=2",
          "env.num_tasks=5", "env.arrival_prob=0.2,0.6", "logger=none", f"hydra.sweep.dir={sweep}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )

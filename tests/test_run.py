@@ -18,12 +18,12 @@ def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     "override, field",
     [
         ("env.capcity=3", "env.capcity"),
-        ("algo=nonexistent", "algo/nonexistent"),
+        ("method=nonexistent", "method/nonexistent"),
         ("env.arrival_prob=1.5", "env.arrival_prob"),
         ("env.capacity=[10,-20,30,40,50]", "env.capacity"),
         ("env.rate=[400,425]", "env.rate"),
-        ("algo=random env.action_space=topk env.topk=7", "env.action_space"),
-        ("algo=randcoedge env.preset=clean env.env_copy=drlcoedge", "env.env_copy"),
+        ("method=random env.action_space=topk env.topk=7", "env.action_space"),
+        ("method=randcoedge env.preset=clean env.env_copy=drlcoedge", "env.env_copy"),
         ("env.preset=dirty", "env.preset"),
         ("budget.seeds=0", "budget.seeds"),
     ],
@@ -44,7 +44,7 @@ def test_subset_beyond_its_limit_is_refused(tmp_path):
 
 
 def test_scheduler_run_writes_summary_and_config(tmp_path):
-    result = run_cli("algo=randcoedge", "budget=smoke", "env.num_slots=3", "logger=none", cwd=tmp_path)
+    result = run_cli("method=randcoedge", "budget=smoke", "env.num_slots=3", "logger=none", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     method = summary["methods"][0]
@@ -54,5 +54,5 @@ def test_scheduler_run_writes_summary_and_config(tmp_path):
     assert 0 < method["mean"] < 1.0 and method["ci95"] >= 0
     assert (tmp_path / "run" / "config.yaml").exists()
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["config"]["algo"]["name"] == "randcoedge"
+    assert manifest["status"] == "complete" and manifest["config"]["method"]["name"] == "randcoedge"
     assert "| randcoedge | amcoedge | clean | make_span_s |" in result.stdout

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from cli import ROOT
 
-CHEAP = ("algo=optimal_myopic", "env.num_slots=5", "budget=smoke", "budget.seeds=2", "budget.eval_episodes=1")
+CHEAP = ("method=optimal_myopic", "env.num_slots=5", "budget=smoke", "budget.seeds=2", "budget.eval_episodes=1")
 
 
 @pytest.fixture(scope="module")
