@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ddrl.benchmarks import profile
-from ddrl.training.off_policy import SCOPES
+from ddrl.training.phases import SCOPES
 
 
 def test_own_time_subtracts_nested_events_per_thread() -> None:

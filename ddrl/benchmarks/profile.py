@@ -5,7 +5,7 @@ amsa` builds it (clean view, the paper budget's schedules, updates from the firs
 vmapped seeds × the experiment's environments per seed), one warm chunk of `--episodes`
 episodes per seed is traced. Every compiled operation's own time (its time minus the
 operations nested in it) is attributed to the phase of the training loop it was traced in,
-from the named scopes of `ddrl.training.off_policy.SCOPES` that XLA keeps in each operation's
+from the named scopes of `ddrl.training.phases.SCOPES` that XLA keeps in each operation's
 metadata: `act` (observe, the policy), `env` (the environment step and episode statistics),
 `store` (replay writes), `learn` (sampling and the gradient steps), `other` (what carries no
 scope: loop control and the copies of loop-carried buffers). Within each phase it says how
@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from ddrl.benchmarks.amsa import compose_experiment, steady_trainer
-from ddrl.training.off_policy import SCOPES
+from ddrl.training.phases import SCOPES
 
 PHASES = (*SCOPES, "other")
 RANDOM_MARKERS = ("_normal", "_uniform", "threefry", "random_bits", "_gumbel", "categorical", "random_")
@@ -62,7 +62,7 @@ class Operation:
 
     @property
     def is_matmul(self) -> bool:
-        return self.op_name.endswith("dot_general") or "/dot_general" in self.op_name or self.name.startswith("dot")
+        return "dot_general" in self.op_name or self.name.startswith("dot")
 
 
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) .*?metadata=\{op_name="([^"]*)"', re.M)

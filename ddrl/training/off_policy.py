@@ -13,11 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from ddrl.agents import common
+from ddrl.training.phases import SCOPES
 from ddrl.training.vec_env import VecEnv
-
-# Named scopes of the loop's phases: they label the compiled operations (HLO metadata), so a
-# profile can say where a step's time goes (`python -m ddrl.bench profile`). No effect on results.
-SCOPES = {"act": "ddrl_act", "env": "ddrl_env", "store": "ddrl_store", "learn": "ddrl_learn"}
 
 
 def init_buffer(agent: Any, vec: VecEnv, obs: jax.Array, env_state: Any, agent_state: Any,

@@ -6,7 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ddrl.training.off_policy import SCOPES
+from ddrl.training.phases import SCOPES
 from ddrl.training.vec_env import VecEnv
 
 
