@@ -86,7 +86,7 @@ def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.A
     """ε-greedy action when exploring, greedy otherwise (`obs` may carry batch axes)."""
     q = state.q.apply_fn(state.q.params, obs)
     key_coin, key_action = jax.random.split(key)
-    greedy = jnp.argmax(q, axis=-1)
+    greedy = common.last_axis_argmax(q)
     random_action = jax.random.randint(key_action, greedy.shape, 0, q.shape[-1])
     use_random = explore & (jax.random.uniform(key_coin, greedy.shape) < epsilon(state))
     return jnp.where(use_random, random_action, greedy).astype(jnp.int32)

@@ -1,0 +1,55 @@
+"""Kernels rewritten for XLA's CPU backend compute exactly what they replace.
+
+`ddrl.xla_cpu`: threefry lowered as straight-line code gives the published test vectors and
+the same bits as JAX's rolled CPU loop. `common.last_axis_argmax`: the index `jnp.argmax`
+gives, ties, infinities and NaNs included.
+"""
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import given, settings
+from jax.extend.random import threefry_2x32
+
+import ddrl  # noqa: F401  (installs the lowering)
+from ddrl import xla_cpu
+from ddrl.agents import common
+
+# Known-answer vectors of Threefry-2x32 with 20 rounds (Salmon et al., Random123): (key, counter) -> output.
+KNOWN_ANSWERS = [
+    ((0x00000000, 0x00000000), (0x00000000, 0x00000000), (0x6B200159, 0x99BA4EFE)),
+    ((0xFFFFFFFF, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF), (0x1CB996FC, 0xBB002BE7)),
+    ((0x13198A2E, 0x03707344), (0x243F6A88, 0x85A308D3), (0xC4923A9C, 0x483DF7A0)),
+]
+
+
+def test_threefry_is_unrolled_on_cpu_and_gives_the_known_answers():
+    assert xla_cpu.installed()
+    hlo = jax.jit(lambda k: jax.random.split(k, 8)).lower(jax.random.PRNGKey(0)).compile().as_text()
+    assert " while(" not in hlo, "threefry still lowers to a while loop"
+    for key, count, expected in KNOWN_ANSWERS:
+        out = jax.jit(threefry_2x32)(np.uint32(key), np.uint32(count))
+        assert [int(v) for v in out] == list(expected)
+
+
+def test_unrolled_threefry_equals_the_rolled_cpu_loop():
+    from jax._src.random import threefry2x32
+
+    rng = np.random.default_rng(0)
+    k1, k2 = (jnp.asarray(rng.integers(0, 2**32, size=()), jnp.uint32) for _ in range(2))
+    x1, x2 = (jnp.asarray(rng.integers(0, 2**32, size=(4096,)), jnp.uint32) for _ in range(2))
+    rolled = jax.jit(lambda *a: threefry2x32._threefry2x32_lowering(*a, use_rolled_loops=True))(k1, k2, x1, x2)
+    primitive = jax.jit(lambda *a: threefry2x32.threefry2x32_p.bind(*a))(k1, k2, x1, x2)
+    for a, b in zip(rolled, primitive):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+floats = st.one_of(st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0]),
+                   st.floats(-3, 3, width=32))  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=40), elements=floats))
+def test_last_axis_argmax_is_jnp_argmax(x):
+    np.testing.assert_array_equal(np.asarray(common.last_axis_argmax(x)), np.asarray(jnp.argmax(x, axis=-1)))
