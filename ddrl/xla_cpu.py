@@ -11,7 +11,7 @@ operations". Lowered unrolled, as on a GPU, each hash becomes one fused elementw
 
 The arithmetic is the same 20 rounds on the same integers, so every random number, and so
 every trained weight and result, is bit for bit what the rolled loop gives
-(`tests/test_xla_cpu.py` checks the published threefry test vectors and the equality).
+(`tests/test_cpu_kernels.py` checks the published threefry test vectors and the equality).
 
 `DDRL_ROLLED_THREEFRY=1` in the environment keeps JAX's own CPU lowering (for comparison).
 The lowering function is a private JAX module; if a JAX release moves it, `install` leaves

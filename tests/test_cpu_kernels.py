@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import given, settings
-from jax.extend.random import threefry_2x32
+from jax.extend.random import threefry2x32_p, threefry_2x32
 
 import ddrl  # noqa: F401  (installs the lowering)
 from ddrl import xla_cpu
@@ -34,13 +34,13 @@ def test_threefry_is_unrolled_on_cpu_and_gives_the_known_answers():
 
 
 def test_unrolled_threefry_equals_the_rolled_cpu_loop():
-    from jax._src.random import threefry2x32
+    from jax._src.random import threefry2x32  # JAX's rolled CPU lowering, called directly
 
     rng = np.random.default_rng(0)
     k1, k2 = (jnp.asarray(rng.integers(0, 2**32, size=()), jnp.uint32) for _ in range(2))
     x1, x2 = (jnp.asarray(rng.integers(0, 2**32, size=(4096,)), jnp.uint32) for _ in range(2))
     rolled = jax.jit(lambda *a: threefry2x32._threefry2x32_lowering(*a, use_rolled_loops=True))(k1, k2, x1, x2)
-    primitive = jax.jit(lambda *a: threefry2x32.threefry2x32_p.bind(*a))(k1, k2, x1, x2)
+    primitive = jax.jit(lambda *a: threefry2x32_p.bind(*a))(k1, k2, x1, x2)
     for a, b in zip(rolled, primitive):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
