@@ -154,7 +154,7 @@ SCHEDULER_FIELDS = {"name": STR, "kind": STR, "label": OPT_STR,
 # Keys of a learner's method config that the trainer reads (ddrl.training.METHOD_KEYS), not the agent.
 TRAINER_FIELDS = {
     "per_bs": BOOL,
-    "group_acting": Choice("auto", "gather", "dense"),
+    "group_acting": Choice("auto", "grouped", "gather", "dense"),
     "action_space": Choice(*ACTION_SPACES, nullable=True),
     "label": OPT_STR,
     "views": List(STR, nullable=True, nonempty=True),
@@ -227,6 +227,9 @@ def check_method(path: str, method: Any) -> None:
     else:
         raise ConfigError(f"{path}.kind", f"must be agent or scheduler, got {kind!r}")
     check_value(path, method, Map(fields))
+    if kind == "agent" and method.get("group_acting") == "grouped" and not agents.acts_grouped(name):
+        raise ConfigError(f"{path}.group_acting", f"{name} cannot act grouped (only the diffusion actor d2sac "
+                                                  "can); use auto, dense or gather")  # fmt: skip
 
 
 # Experiment runners: the root keys each adds (beside seed, env, method, logger, budget).

@@ -143,6 +143,7 @@ BAD_INPUTS: list[tuple[str, str]] = [
     (f"{SCALE} methods.smcoedge.train_view=B5", "methods.smcoedge.train_view"),
     (f"{SCALE} scenario_views.B5.x=abc", "scenario_views.B5.x"),
     (f"{SCALE} methods.smcoedge.group_acting=fast", "methods.smcoedge.group_acting"),
+    (f"{SCALE} methods.smcoedge.group_acting=grouped", "methods.smcoedge.group_acting"),
     # CartPole
     (f"{CARTPOLE} methods.d2sac.gamma=abc", "methods.d2sac.gamma"),
     (f"{CARTPOLE} methods.d2sac.gamma=1.5", "methods.d2sac.gamma"),

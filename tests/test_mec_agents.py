@@ -195,17 +195,25 @@ def test_factored_ddrl_amsa_trains_with_many_servers():
     assert 0 < float(metrics["step_make_span"][0]) < 5
 
 
-@pytest.mark.parametrize("name", ["d2sac", "lad_ts"])
+@pytest.mark.parametrize("name", ["d2sac", "lad_ts", "dqn"])
 def test_per_bs_dense_acting_equals_the_per_environment_gather(name):
-    """PerGroup's dense acting (every BS's agent on the whole batch, then select) and its
-    gather acting give the actions of a per-environment gather of the deciding BS's agent
-    state (the previous loop's way), key for key; LAD-TS's table is written only at the
-    deciding BS's cells."""
+    """PerGroup's dense acting (every BS's agent on the whole batch, then select), its gather
+    acting and, where the agent has it, its grouped acting (each layer's product with every
+    BS's weights, then each environment's own row) give the actions of a per-environment
+    gather of the deciding BS's agent state (the previous loop's way), key for key; LAD-TS's
+    table is written only at the deciding BS's cells."""
     groups, envs, actions = 3, 7, 4
     config = agents_config(name)
     spec = AgentSpec((5,), actions, num_groups=groups, cells_per_group=6)
     dense = make_agent(name, config, spec, per_group=True, group_acting="dense")
     gather = make_agent(name, config, spec, per_group=True, group_acting="gather")
+    modes = [dense, gather]
+    if name == "d2sac":
+        modes.append(make_agent(name, config, spec, per_group=True, group_acting="grouped"))
+        assert modes[-1].acting_for(envs) == make_agent(name, config, spec, per_group=True).acting_for(envs) == "grouped"
+    else:  # dense is faster for the DQNs' small networks; LAD-TS's chain starts from its latent table
+        with pytest.raises(ValueError, match="cannot act grouped"):
+            make_agent(name, config, spec, per_group=True, group_acting="grouped")
     state = dense.init(jax.random.PRNGKey(0), spec)
     obs = jax.random.normal(jax.random.PRNGKey(1), (envs, 5))
     ctx = ActContext(jnp.int32(0), jnp.array([0, 2, 1, 2, 0, 1, 2]), jnp.array([0, 1, 2, 3, 4, 5, 0]),
@@ -219,10 +227,15 @@ def test_per_bs_dense_acting_equals_the_per_environment_gather(name):
         return inner.act(own, obs[e : e + 1], one, keys[e : e + 1], True)
 
     expected = [reference(e) for e in range(envs)]
-    auto = make_agent(name, config, spec, per_group=True)  # dense here (7 envs >= 3 groups)
-    for agent in (dense, gather, auto):
+    auto = make_agent(name, config, spec, per_group=True)  # grouped or dense here (7 envs >= 3 groups)
+    for agent in (*modes, auto):
         action, aux = jax.jit(lambda s: agent.act(s, obs, ctx, keys, True))(state)
         np.testing.assert_array_equal(np.asarray(action), np.concatenate([np.asarray(a) for a, _ in expected]))
+        greedy, _ = jax.jit(lambda s: agent.act(s, obs, ctx, keys, False))(state)
+        greedy_expected = [inner.act(jax.tree.map(lambda leaf: leaf[ctx.group[e]], state), obs[e : e + 1],
+                                     ActContext(ctx.env_steps, jnp.zeros(1, jnp.int32), ctx.cell[e : e + 1],
+                                                jnp.ones(1, bool)), keys[e : e + 1], False)[0] for e in range(envs)]  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(greedy), np.concatenate([np.asarray(a) for a in greedy_expected]))
         if name == "lad_ts":
             np.testing.assert_allclose(np.asarray(aux), np.concatenate([np.asarray(p) for _, p in expected]),
                                        rtol=1e-5, atol=1e-6)  # fmt: skip
@@ -243,5 +256,5 @@ def test_per_bs_dense_acting_equals_the_per_environment_gather(name):
 def agents_config(name):
     from ddrl.agents import make_config
 
-    small = {"denoiser_hidden": [8], "critic_hidden": [8]}
+    small = {"hidden": [8, 8]} if "dqn" in name else {"denoiser_hidden": [8], "critic_hidden": [8]}
     return make_config(name, small)

@@ -50,6 +50,11 @@ def get(name: str) -> ModuleType:
     return REGISTRY[name]
 
 
+def acts_grouped(name: str) -> bool:
+    """Whether agent `name`, stacked per BS, can act grouped (`group_acting: grouped`)."""
+    return name not in AGENT_CLASSES and hasattr(get(name), "act_grouped")
+
+
 def make_config(name: str, overrides: Any = None) -> Any:
     """The `Config` of agent `name`: its preset defaults updated with `overrides` (a mapping)."""
     module = get(name)

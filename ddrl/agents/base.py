@@ -105,6 +105,15 @@ class AgentDefaults:
         reading the state `observe` reads (LAD-TS's latent table) again."""
         return self.act_observed(state, self.observe(state, obs, ctx), ctx, keys, explore)
 
+    acts_grouped = False  # whether `act_grouped` is implemented
+
+    def act_grouped(self, stacked: Any, observed: jax.Array, ctx: ActContext, keys: jax.Array,
+                    explore: bool | jax.Array) -> tuple[jax.Array, Any]:
+        """`act_observed` for a stack of this agent's states (leading axis: group, as
+        `PerGroup` keeps them), row i decided by agent `ctx.group[i]`: the same actions, the
+        networks run on each row's own weights. Only agents with `acts_grouped`."""
+        raise NotImplementedError(f"{type(self).__name__} does not act for a stack of agents")
+
     def record(self, state: Any, ctx: ActContext, aux: Any) -> Any:
         """The state after the batch of decisions `aux` (the training step count)."""
         del aux
@@ -186,6 +195,23 @@ class ModuleBacked:
         the batch with the weights shared, so the networks still run as matrix products)."""
         state = state.replace(env_steps=ctx.env_steps)
         return jax.vmap(lambda o, k: self.module.act(state, o[None], k, explore)[0])(observed, keys), None
+
+    @property
+    def acts_grouped(self) -> bool:
+        """Whether the module acts for a stack of agents (`act_grouped(state, obs, key, explore, group)`)."""
+        return hasattr(self.module, "act_grouped")
+
+    def act_grouped(self, stacked: Any, observed: jax.Array, ctx: ActContext, keys: jax.Array,
+                    explore: bool | jax.Array) -> tuple[jax.Array, Any]:
+        """The module's `act_grouped` on each environment's observation with its own key and group."""
+        if not self.acts_grouped:
+            return super().act_grouped(stacked, observed, ctx, keys, explore)
+        stacked = stacked.replace(env_steps=jnp.broadcast_to(ctx.env_steps, stacked.env_steps.shape))
+
+        def one(o, k, g):
+            return self.module.act_grouped(stacked, o[None], k, explore, g[None])[0]
+
+        return jax.vmap(one)(observed, keys, ctx.group), None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ is a twin Q-network with Polyak targets; the critic target uses a Polyak target 
 `Config()` defaults are the project's variant; `PUBLISHED` is the faithful preset of the
 AGOD/D2SAC code (Du et al., TMC 2024) — see conf/algo/d2sac*.yaml.
 """
+import functools
 from typing import Any
 
 import flax.struct
@@ -134,19 +135,21 @@ def new_state(cfg: Config, denoiser: Any, actor_params: dict, critic_apply: Any,
 
 
 def reverse_chain(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
-                  x_start: jax.Array | None = None, noise_free: bool = False) -> jax.Array:
+                  x_start: jax.Array | None = None, noise_free: bool = False,
+                  group: jax.Array | None = None) -> jax.Array:
     """x_0 of one run of the reverse chain conditioned on `obs` (from `x_start`, else noise;
-    `noise_free`: the deterministic mean path)."""
-    eps_fn = conditioned_denoiser(state.denoiser, actor_params, obs, state.schedule.num_steps)
+    `noise_free`: the deterministic mean path; `group`: `actor_params` are stacked and row i
+    runs network `group[i]`, see `conditioned_denoiser`)."""
+    eps_fn = conditioned_denoiser(state.denoiser, actor_params, obs, state.schedule.num_steps, group)
     shape = obs.shape[:-1] + (state.n_actions,)
     return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=state.cfg.clip_x0,
                   noise_free=noise_free)  # fmt: skip
 
 
 def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
-           noise_free: bool = False) -> jax.Array:
+           noise_free: bool = False, group: jax.Array | None = None) -> jax.Array:
     """π(·|s) = softmax(x_0) with x_0 from one run of the reverse chain."""
-    return jax.nn.softmax(reverse_chain(state, actor_params, obs, key, noise_free=noise_free), axis=-1)
+    return jax.nn.softmax(reverse_chain(state, actor_params, obs, key, noise_free=noise_free, group=group), axis=-1)
 
 
 def greedy_probs(policy_fn, state: AgentState, obs: jax.Array, key: jax.Array) -> jax.Array:
@@ -187,6 +190,16 @@ def act_probs(policy_fn, state: AgentState, obs: jax.Array, key: jax.Array,
 def act(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.Array) -> jax.Array:
     """Sample from π when exploring, argmax of the chain-averaged π otherwise."""
     return act_probs(policy, state, obs, key, explore)[0]
+
+
+def act_grouped(state: AgentState, obs: jax.Array, key: jax.Array, explore: bool | jax.Array,
+                group: jax.Array) -> jax.Array:
+    """`act` of a stack of agents (leading axis of `state`: group), row i of `obs` decided by
+    agent `group[i]`: the same actions as each row's own agent's `act`, with the chain run
+    once per row instead of once per row and agent. The stack shares its static settings and
+    its noise schedule (both come from the one configuration of all groups)."""
+    shared = state.replace(schedule=jax.tree.map(lambda leaf: leaf[0], state.schedule))
+    return act_probs(functools.partial(policy, group=group), shared, obs, key, explore)[0]
 
 
 def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[AgentState, dict]:

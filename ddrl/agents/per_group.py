@@ -6,13 +6,18 @@ them without a Python loop:
 
 * acting: each environment's task is decided by its deciding BS's agent (`ctx.group`).
   `acting="dense"` runs every group's agent on the whole batch (the weights of one group
-  shared by all environments, so each layer is a matrix product) and selects; `"gather"`
-  gathers each environment's own agent state and runs it on that environment alone
-  (matrix-vector products, but 1/N of the work). Both give the same actions for the same
-  keys; which one is faster depends on N, the network and the batch (`python -m ddrl.bench
-  amsa` measures it). `"auto"` (the default) acts densely where the batch holds at least as
-  many environments as there are groups and gathers otherwise: one evaluation episode at a
-  time, or B = 50 BSs over 32 environments, would make dense acting do N times the work. What acting changes in a state (`record`) is written densely with
+  shared by all environments, so each layer is a matrix product) and selects; `"grouped"`
+  (agents with `acts_grouped`: the diffusion actor) multiplies each layer's input by every
+  group's weights in one product and keeps each environment's own row, so the rest (biases,
+  activations, the reverse chain's arithmetic, which dense acting ran N times) runs once per
+  environment; `"gather"` gathers each environment's own agent state and runs it on that
+  environment alone (matrix-vector products, but 1/N of the work). All give the same actions
+  for the same keys; which is fastest depends on N, the network and the batch (`python -m
+  ddrl.bench amsa` measures it). `"auto"` (the default) gathers where the batch holds fewer
+  environments than there are groups (one evaluation episode at a time, or B = 20 BSs over
+  16 environments on ladts, where the other modes would do N times the products), else acts
+  grouped where the agent can and densely otherwise (the DQNs' 20-wide networks: grouped
+  measured slower there). What acting changes in a state (`record`) is written densely with
   the other groups' decisions masked out, whichever way the actions were computed;
 * replay: one buffer per group; a transition goes only to the deciding BS's buffer;
 * learning: every group makes one update on a batch from its own buffer (vmapped).
@@ -28,7 +33,7 @@ import jax.numpy as jnp
 from ddrl.agents import common
 from ddrl.agents.base import ActContext, AgentSpec, OffPolicyBase
 
-ACTING = ("auto", "dense", "gather")
+ACTING = ("auto", "grouped", "dense", "gather")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +49,9 @@ class PerGroup(OffPolicyBase):
             raise ValueError(f"acting: {self.acting!r} is not one of {ACTING}")
         if self.inner.kind != "off_policy":
             raise ValueError(f"per-BS agents must be off-policy, not {self.inner.kind}")
+        if self.acting == "grouped" and not self.inner.acts_grouped:
+            raise ValueError(f"group_acting: {self.inner.name} cannot act grouped (only the diffusion actor "
+                             "d2sac can); use auto, dense or gather")
 
     @property
     def name(self) -> str:
@@ -73,6 +81,16 @@ class PerGroup(OffPolicyBase):
         keys = jax.random.split(key, self.num_groups)
         return jax.vmap(lambda k: self.inner.init(k, own, hparams))(keys)
 
+    def acting_for(self, batch: int) -> str:
+        """How a batch of `batch` environments is acted for: `acting`, or for "auto" gather
+        where the batch holds fewer environments than there are groups, else grouped where the
+        inner agent can, else dense."""
+        if self.acting != "auto":
+            return self.acting
+        if batch < self.num_groups:
+            return "gather"
+        return "grouped" if self.inner.acts_grouped else "dense"
+
     def _group_contexts(self, ctx: ActContext) -> ActContext:
         """Per group (leading axis): the context its agent sees (its own decisions active)."""
         groups = jnp.arange(self.num_groups)[:, None]
@@ -100,8 +118,10 @@ class PerGroup(OffPolicyBase):
         gathered per environment (LAD-TS's latent table, read by `observe`, is not: gathering
         it made LAD-TS's collection on ladts about 6x slower). Densely, a group's actions for the other
         groups' environments are computed from those groups' views and then dropped."""
-        gather = self.acting == "gather" or (self.acting == "auto" and observed.shape[0] < self.num_groups)
-        if gather:
+        acting = self.acting_for(observed.shape[0])
+        if acting == "grouped":
+            return self.inner.act_grouped(state, observed, ctx, keys, explore)
+        if acting == "gather":
             def one(group, single_obs, key, cell, active):
                 own = jax.tree.map(lambda leaf: leaf[group], state)
                 single_ctx = ActContext(ctx.env_steps, jnp.zeros((1,), jnp.int32), cell[None], active[None])

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddrl.nets.mlp import MLP, activation_fn
+from ddrl.nets.mlp import MLP, activation_fn, grouped_dense
 
 
 def vp_betas(num_steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> np.ndarray:
@@ -109,31 +109,54 @@ class Denoiser(nn.Module):
         return MLP(self.hidden, self.action_dim, self.activation, self.out_activation)(inputs)
 
 
-def conditioned_denoiser(module: Denoiser, params: Any, cond: jax.Array, num_steps: int) -> "EpsFn":
+def conditioned_denoiser(module: Denoiser, params: Any, cond: jax.Array, num_steps: int,
+                         group: jax.Array | None = None) -> "EpsFn":
     """ε_θ(x_t, t) of `module` for a fixed `cond`, exactly `module.apply(params, x_t, t, cond)`,
     with everything that does not depend on x_t computed once per chain instead of once per
     step and sample: the time features of the `num_steps` steps through the time MLP, and
-    the first layer's time and condition terms (its kernel split by input block)."""
+    the first layer's time and condition terms (its kernel split by input block).
+
+    `group` (batch,): `params` are a stack of networks (leading axis: group) and row `i` of the
+    batch runs network `group[i]`. Each layer then multiplies the rows by every network's
+    kernel in one product and keeps each row's own, so everything after the products (biases,
+    activations, the chain's arithmetic) runs once per row, not once per row and network.
+    """
     variables = params["params"]
     main = variables["MLP_1" if module.time_mlp else "MLP_0"]
     emb = sinusoidal_embedding(jnp.arange(num_steps), module.time_dim)
     if module.time_mlp:
-        emb = MLP((2 * module.time_dim,), module.time_dim, activation="mish").apply({"params": variables["MLP_0"]}, emb)
+        time_mlp = MLP((2 * module.time_dim,), module.time_dim, activation="mish")
+        apply_time = lambda p: time_mlp.apply({"params": p}, emb)  # noqa: E731
+        emb = apply_time(variables["MLP_0"]) if group is None else jax.vmap(apply_time)(variables["MLP_0"])
     first = main["Dense_0"]
-    kernel_x = first["kernel"][: module.action_dim]
-    kernel_t = first["kernel"][module.action_dim : module.action_dim + module.time_dim]
-    kernel_s = first["kernel"][module.action_dim + module.time_dim :]
-    time_term = emb @ kernel_t  # (steps, width)
-    cond_term = cond @ kernel_s + first["bias"]  # (batch, width)
+    kernel_x = first["kernel"][..., : module.action_dim, :]
+    kernel_t = first["kernel"][..., module.action_dim : module.action_dim + module.time_dim, :]
+    kernel_s = first["kernel"][..., module.action_dim + module.time_dim :, :]
+    time_term = emb @ kernel_t  # (steps, width), or (groups, steps, width)
     hidden_act = activation_fn(module.activation)
     layers = len(module.hidden)
 
+    if group is None:
+        def dense(x, layer):
+            return x @ layer["kernel"] + layer["bias"]
+
+        cond_term = cond @ kernel_s + first["bias"]  # (batch, width)
+        step_term = lambda t: time_term[t]  # noqa: E731
+    else:
+        def own(x, kernel):  # each row times its own network's kernel
+            return grouped_dense(x, kernel, group)
+
+        def dense(x, layer):
+            return own(x, layer["kernel"]) + layer["bias"][group]
+
+        cond_term = own(cond, kernel_s) + first["bias"][group]
+        step_term = lambda t: time_term[group, t]  # noqa: E731
+
     def eps_fn(x_t: jax.Array, t: jax.Array) -> jax.Array:
-        h = hidden_act(x_t @ kernel_x + cond_term + time_term[t])
+        h = hidden_act((x_t @ kernel_x if group is None else own(x_t, kernel_x)) + cond_term + step_term(t))
         for i in range(1, layers):
-            h = hidden_act(h @ main[f"Dense_{i}"]["kernel"] + main[f"Dense_{i}"]["bias"])
-        out = main[f"Dense_{layers}"]
-        return activation_fn(module.out_activation)(h @ out["kernel"] + out["bias"])
+            h = hidden_act(dense(h, main[f"Dense_{i}"]))
+        return activation_fn(module.out_activation)(dense(h, main[f"Dense_{layers}"]))
 
     return eps_fn
 

@@ -67,6 +67,14 @@ class MLP(nn.Module):
         return nn.initializers.orthogonal(scale)
 
 
+def grouped_dense(x: jax.Array, kernel: jax.Array, group: jax.Array) -> jax.Array:
+    """Row i of `x` times `kernel[group[i]]` (`kernel`: a stack, leading axis group): one
+    matrix product with every kernel of the stack, then each row's own result kept, so that
+    what follows the product runs once per row and not once per row and kernel."""
+    every = jnp.einsum("bi,gio->bgo", x, kernel)
+    return jnp.take_along_axis(every, group[:, None, None], axis=1)[:, 0]
+
+
 class TwinQ(nn.Module):
     """Two independent Q-networks s → R^|A| (clipped double Q)."""
 

@@ -44,7 +44,7 @@ class MethodSpec:
 
     name: str  # a key of ddrl.agents.REGISTRY
     per_bs: bool = False  # one agent per base station
-    group_acting: str = "auto"  # how per-BS agents act on a batch: auto | dense | gather
+    group_acting: str = "auto"  # how per-BS agents act on a batch: auto | grouped | dense | gather
 
 
 # Method-config keys that are not agent hyper-parameters: read by the trainer (per_bs,
