@@ -101,6 +101,21 @@ def test_conditioned_denoiser_is_the_module_with_its_fixed_parts_computed_once(t
                                    rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
+def test_grouped_conditioned_denoiser_runs_each_row_through_its_own_network():
+    """With a stack of parameter sets and a group per row, ε_θ of row i is that of set
+    group[i] alone (what per-BS grouped acting relies on)."""
+    denoiser = Denoiser(3, hidden=(16, 8), activation="mish", out_activation="tanh")
+    x = jax.random.normal(jax.random.PRNGKey(4), (7, 3))
+    obs = jax.random.normal(jax.random.PRNGKey(5), (7, 4))
+    stacked = jax.vmap(lambda k: denoiser.init(k, x, jnp.zeros((7,), jnp.int32), obs))(jax.random.split(jax.random.PRNGKey(0), 3))
+    group = jnp.array([2, 0, 1, 1, 2, 0, 2])
+    grouped = conditioned_denoiser(denoiser, stacked, obs, 5, group)
+    for t in range(5):
+        own = [conditioned_denoiser(denoiser, jax.tree.map(lambda leaf: leaf[g], stacked), obs[i : i + 1], 5)(x[i : i + 1], jnp.int32(t))
+               for i, g in enumerate(group.tolist())]  # fmt: skip
+        np.testing.assert_allclose(grouped(x, jnp.int32(t)), jnp.concatenate(own), rtol=1e-5, atol=1e-6)
+
+
 def test_mlp_widths_and_activation():
     mlp = MLP((5, 6), 2, activation="tanh", out_activation="softmax")
     params = jax.jit(mlp.init)(jax.random.PRNGKey(0), jnp.zeros(3))

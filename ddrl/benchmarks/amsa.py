@@ -91,7 +91,8 @@ def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episode
     _, eval_s = timed(play)  # as the experiment runs it: traced, compiled and run once
     return {
         "bench": "amsa", "experiment": str(cfg.experiment_name), "method": key, "agent": str(method.name), "per_bs": bool(method.get("per_bs", False)),
-        "group_acting": split_method(steady)[0].group_acting, "seeds": num_seeds,
+        "group_acting": split_method(steady)[0].group_acting, "acting_in_training": acting_in_training(trainer, cfg),
+        "seeds": num_seeds,
         "envs_per_seed": cfg.trainer.num_envs, "chunk_episodes_per_seed": round(chunk_episodes, 3),
         "train_compile_s": round(compile_s, 2), "train_run_s": round(run_s, 3),
         "train_seed_episodes_per_s": round(chunk_episodes * num_seeds / run_s, 2),
@@ -99,6 +100,14 @@ def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episode
         "eval_wall_s": round(eval_s, 2),
         "backend": jax.default_backend(),
     }  # fmt: skip
+
+
+def acting_in_training(trainer, cfg) -> str | None:
+    """How a per-BS learner acts on its training batch (what `group_acting: auto` resolved to)."""
+    from ddrl.agents import PerGroup
+
+    agent = trainer.agent
+    return agent.acting_for(int(cfg.trainer.num_envs)) if isinstance(agent, PerGroup) else None
 
 
 def measure_scheduler(cfg, key: str, num_seeds: int, eval_episodes: int) -> dict[str, Any]:
