@@ -253,6 +253,19 @@ def test_per_bs_dense_acting_equals_the_per_environment_gather(name):
         np.testing.assert_array_equal(np.asarray(recorded.latent)[untouched], np.asarray(state.latent)[untouched])
 
 
+def test_which_agents_act_grouped_is_decided_in_one_place():
+    """The config check (`ddrl.agents.acts_grouped`, no agent built) and a built agent agree,
+    for every off-policy agent: only the diffusion actor acting through its module's `act`."""
+    from ddrl.agents import REGISTRY, acts_grouped, make_config
+
+    spec = AgentSpec((5,), 4, num_groups=2, cells_per_group=3)
+    for name, module in REGISTRY.items():
+        if module.KIND != "off_policy" or name == "d2sac_set":  # the set actor needs a set action space
+            continue
+        built = make_agent(name, make_config(name), spec).acts_grouped
+        assert acts_grouped(name) == built == (name in ("d2sac", "d2sac_published")), name
+
+
 def agents_config(name):
     from ddrl.agents import make_config
 

@@ -52,7 +52,7 @@ def get(name: str) -> ModuleType:
 
 def acts_grouped(name: str) -> bool:
     """Whether agent `name`, stacked per BS, can act grouped (`group_acting: grouped`)."""
-    return name not in AGENT_CLASSES and hasattr(get(name), "act_grouped")
+    return AGENT_CLASSES.get(name, ModuleAgent).can_act_grouped(get(name))
 
 
 def make_config(name: str, overrides: Any = None) -> Any:

@@ -196,16 +196,23 @@ class ModuleBacked:
         state = state.replace(env_steps=ctx.env_steps)
         return jax.vmap(lambda o, k: self.module.act(state, o[None], k, explore)[0])(observed, keys), None
 
+    @classmethod
+    def can_act_grouped(cls, module: Any) -> bool:
+        """Whether this class over `module` acts for a stack of agents: the module has
+        `act_grouped(state, obs, key, explore, group)` and the class acts through the module's
+        own `act` (a class with acting of its own, LAD-TS's, would bypass it)."""
+        return hasattr(module, "act_grouped") and cls.act_observed is ModuleBacked.act_observed
+
     @property
     def acts_grouped(self) -> bool:
-        """Whether the module acts for a stack of agents (`act_grouped(state, obs, key, explore, group)`)."""
-        return hasattr(self.module, "act_grouped")
+        return self.can_act_grouped(self.module)
 
     def act_grouped(self, stacked: Any, observed: jax.Array, ctx: ActContext, keys: jax.Array,
                     explore: bool | jax.Array) -> tuple[jax.Array, Any]:
         """The module's `act_grouped` on each environment's observation with its own key and group."""
         if not self.acts_grouped:
             return super().act_grouped(stacked, observed, ctx, keys, explore)
+        # As in `act_observed`: the module contract lets `act` read the step count (d2sac's does not).
         stacked = stacked.replace(env_steps=jnp.broadcast_to(ctx.env_steps, stacked.env_steps.shape))
 
         def one(o, k, g):
