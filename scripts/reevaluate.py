@@ -48,8 +48,8 @@ def main() -> None:
         except (ValueError, SyntaxError):
             changes[name] = text
     method = OmegaConf.merge(method, changes)
-    trainer = make_trainer(method, env, params, train_steps, num_envs=int(cfg.num_envs),
-                           num_chunks=int(cfg.budget.get("num_chunks") or cfg.num_chunks))  # fmt: skip
+    trainer = make_trainer(method, env, params, train_steps, num_envs=int(cfg.trainer.num_envs),
+                           num_chunks=int(cfg.budget.get("num_chunks") or cfg.trainer.num_chunks))  # fmt: skip
     checkpoints = (args.run_dir / "checkpoints" / f"{args.view}-{args.method}").absolute()
     saved = [int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()] if checkpoints.is_dir() else []
     if max(saved, default=0) != trainer.num_chunks:

@@ -173,3 +173,16 @@ def test_ddrl_amsa_set_trains_per_bs_on_the_mask_space():
     for name in ("critic_loss", "actor_loss", "entropy", "step_make_span"):
         assert np.all(np.isfinite(np.asarray(metrics[name]))), name
     assert float(metrics["critic_loss"][0]) > 0 and 0 < float(metrics["step_make_span"][0]) < 5
+
+
+def test_normalize_q_scale_is_the_spread_over_sets_not_across_states():
+    """The actor's Q is divided by how much Q varies over the sets drawn for one state: adding
+    any per-state value (how good the state is) leaves the scale unchanged, scaling Q scales it."""
+    q = jax.random.normal(jax.random.PRNGKey(0), (4, 32)) * 0.01  # (sets, states)
+    offsets = jax.random.normal(jax.random.PRNGKey(1), (32,)) * 100.0
+    spread = float(d2sac_set.set_spread(q))
+    np.testing.assert_allclose(spread, float(jnp.mean(jnp.std(q, axis=0))), rtol=1e-6)
+    np.testing.assert_allclose(float(d2sac_set.set_spread(q + offsets)), spread, rtol=1e-3)
+    np.testing.assert_allclose(float(d2sac_set.set_spread(3.0 * q)), 3.0 * spread, rtol=1e-5)
+    with pytest.raises(ValueError, match="value_samples must be at least 2"):
+        d2sac_set.init(jax.random.PRNGKey(0), (11,), 5, {"normalize_q": True, "value_samples": 1})
