@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
-from cli import run_cli
+from cli import ROOT, run_cli
 
 
 def test_amsa_smoke_trains_per_bs_agents_and_writes_the_table(tmp_path):
@@ -30,6 +32,11 @@ def test_amsa_smoke_trains_per_bs_agents_and_writes_the_table(tmp_path):
     table = (run_dir / "results.md").read_text()
     assert "-13.54 %" in table and "MILP" in table  # the seed's claim; the per-slot optimum
     assert (run_dir / "learning_curves.png").stat().st_size > 10_000
+    # scripts/reevaluate.py restores the run's checkpoints and reproduces its own evaluation
+    again = subprocess.run([sys.executable, "scripts/reevaluate.py", str(run_dir), "--view", "clean", "--method",
+                            "ddrl_amsa", "--mode", "sample"], cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(again.stdout.splitlines()[-1])["make_span"] == amsa["modes"]["sample"]["make_span"]
 
 
 def test_amsa_published_view_runs_each_baseline_on_its_env_copy(tmp_path):
