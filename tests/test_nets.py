@@ -73,6 +73,23 @@ def test_sampler_shapes_finite_and_clipped():
     assert not np.allclose(from_start, from_other_start)
 
 
+def test_soft_clip_bounds_x0_and_keeps_a_gradient_where_the_hard_clip_has_none():
+    """An x̂_0 far past the bound: the hard clip returns the bound with zero gradient (nothing can
+    pull it back), the soft clip stays strictly inside with a gradient of the right sign."""
+    schedule = make_schedule("vp", 3)
+
+    def x0(shift, soft):
+        eps_fn = lambda x_t, t: jnp.zeros_like(x_t) - shift  # noqa: E731 (x̂_0 grows with shift)
+        return sample(eps_fn, schedule, (4,), jax.random.PRNGKey(0), clip_x0=1.0, noise_free=True, soft_clip=soft)
+
+    for soft in (False, True):
+        value, grad = jax.value_and_grad(lambda s: jnp.sum(x0(s, soft)))(0.2)  # unclipped x̂_0 ≈ 3
+        if soft:
+            assert 0.0 < float(value) < 4.0 and float(grad) > 0.0  # 4 entries in (0, 1)
+        else:
+            assert float(value) == 4.0 and float(grad) == 0.0
+
+
 def test_gradients_reach_every_denoiser_parameter():
     denoiser, params = _denoiser_and_params()
     schedule = make_schedule("vp", 5)

@@ -175,6 +175,16 @@ def test_ddrl_amsa_set_trains_per_bs_on_the_mask_space():
     assert float(metrics["critic_loss"][0]) > 0 and 0 < float(metrics["step_make_span"][0]) < 5
 
 
+def test_normalize_q_scale_sets_are_uniform_and_never_empty():
+    """The sets `normalize_q` measures Q's spread over do not depend on the policy: each server
+    with probability 1/2, the empty set replaced by one server drawn uniformly."""
+    sets = d2sac_set.uniform_sets(jax.random.PRNGKey(0), (20_000, 3))
+    assert bool(jnp.all(jnp.any(sets, axis=-1)))
+    freq = np.asarray(jnp.mean(sets, axis=0))
+    # 1/2 + (1/8 empty sets)/3 per server; 4 standard errors
+    np.testing.assert_allclose(freq, 0.5 + 1 / 24, atol=4 * np.sqrt(0.25 / 20_000))
+
+
 def test_normalize_q_scale_is_the_spread_over_sets_not_across_states():
     """The actor's Q is divided by how much Q varies over the sets drawn for one state: adding
     any per-state value (how good the state is) leaves the scale unchanged, scaling Q scales it."""

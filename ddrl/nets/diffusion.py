@@ -172,6 +172,7 @@ def sample(
     x_start: jax.Array | None = None,
     clip_x0: float | None = None,
     noise_free: bool = False,
+    soft_clip: bool = False,
 ) -> jax.Array:
     """Run the DDPM reverse chain from x_T to x_0, differentiably; returns x_0 of `shape`.
 
@@ -180,8 +181,10 @@ def sample(
     `x_start` when given (LAD-TS keeps it from the previous decision), otherwise from
     N(0, I). The noise of the T − 1 noisy steps is drawn up front; the final step adds
     none. `clip_x0` clips the predicted x̂_0 to [−clip_x0, clip_x0] at every step (None: no
-    clipping). `noise_free`: the chain's mean path, deterministic — x_T = 0 (or `x_start`)
-    and no noise added at any step (`key` is then unused).
+    clipping); with `soft_clip`, smoothly: clip_x0 · tanh(x̂_0 / clip_x0), whose gradient never
+    vanishes (a hard clip's is zero beyond the bound, so an output pushed past it cannot be
+    pulled back by any loss, the entropy bonus included). `noise_free`: the chain's mean path,
+    deterministic — x_T = 0 (or `x_start`) and no noise added at any step (`key` is then unused).
     """
     num_steps = schedule.num_steps
     key_start, key_noise = jax.random.split(key)
@@ -200,7 +203,9 @@ def sample(
             schedule.sqrt_recip_alphas_cumprod[t] * x
             - schedule.sqrt_recipm1_alphas_cumprod[t] * eps
         )
-        if clip_x0 is not None:
+        if clip_x0 is not None and soft_clip:
+            x0_hat = clip_x0 * jnp.tanh(x0_hat / clip_x0)
+        elif clip_x0 is not None:
             x0_hat = jnp.clip(x0_hat, -clip_x0, clip_x0)
         mean = schedule.posterior_mean_coef_x0[t] * x0_hat + schedule.posterior_mean_coef_xt[t] * x
         std = jnp.where(t > 0, jnp.exp(0.5 * schedule.posterior_log_variance[t]), 0.0)
