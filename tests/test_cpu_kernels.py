@@ -45,8 +45,11 @@ def test_unrolled_threefry_equals_the_rolled_cpu_loop():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+# No subnormals: XLA's CPU reductions (jnp.argmax) treat them as zero while elementwise
+# compares do not, so [0, 1.7e-44] has argmax 0 in one and 1 in the other (found by hypothesis
+# in CI); Q values and probabilities never sit there.
 floats = st.one_of(st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0]),
-                   st.floats(-3, 3, width=32))  # fmt: skip
+                   st.floats(-3, 3, width=32, allow_subnormal=False))  # fmt: skip
 
 
 @settings(max_examples=60, deadline=None)
