@@ -31,8 +31,8 @@ scores x ∈ R^B; the noise predictor is per token,
   ε_i = g([e_i, c] , [x_i, mean_j x_j, max_j x_j], emb(t)),
 with e_i and c computed once per chain. The scores x_0 are Bernoulli logits, bounded at every
 step by the soft clip clip_x0·tanh(x̂_0/clip_x0) (`soft_clip`; a hard clip has zero gradient
-beyond the bound, and a trained agent's logits sat there: its entropy froze and α grew without
-bound).
+beyond the bound, and a trained agent's logits sat there: its entropy froze and α kept
+growing).
 
 Set distribution: independent Bernoulli, p_i = sigmoid(x_0,i), sampled as
 1{x_0,i + L_i > 0} with logistic noise L_i. The empty set is replaced (no resampling) by
@@ -414,11 +414,12 @@ def actor_loss(actor_params: dict, state: AgentState, critic_params: dict, obs: 
     logits = scores(state, actor_params, obs, key_chain)
     set_keys = jax.random.split(key_set, state.cfg.value_samples)
     chosen = jax.vmap(lambda k: relaxed_set(logits, k, state.cfg.relax_temperature))(set_keys)  # (M, N, B)
-    tokens = token_layout(state).tokens(obs)
-    q = jnp.minimum(*state.critic.apply_fn(critic_params, tokens, chosen))  # (M, N)
+    if state.cfg.normalize_q:  # the uniform sets of its scale go through the same critic call (one encoder pass)
+        uniform = uniform_sets(key_scale, chosen.shape).astype(chosen.dtype)
+        chosen = jnp.concatenate([chosen, uniform])
+    q = jnp.minimum(*state.critic.apply_fn(critic_params, token_layout(state).tokens(obs), chosen))  # (M or 2M, N)
     if state.cfg.normalize_q:
-        uniform = uniform_sets(key_scale, (state.cfg.value_samples,) + logits.shape)
-        q_uniform = jnp.minimum(*state.critic.apply_fn(critic_params, tokens, uniform.astype(q.dtype)))
+        q, q_uniform = jnp.split(q, 2)
         q = q / (jax.lax.stop_gradient(set_spread(q_uniform)) + 1e-6)
     entropy = set_entropy(logits)
     return jnp.mean(-jnp.mean(q, axis=0) - alpha * entropy), entropy
