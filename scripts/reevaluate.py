@@ -17,11 +17,9 @@ import json
 import pathlib
 
 import jax
-from omegaconf import OmegaConf
 
 from ddrl.evaluate import evaluate_per_seed
 from ddrl.experiments import scheduling
-from ddrl.training import make_trainer, run_training
 
 
 def main() -> None:
@@ -33,13 +31,6 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
 
-    cfg = OmegaConf.load(args.run_dir / "config.yaml")
-    method = cfg.methods[args.method]
-    env_cfg = scheduling.view_env_config(cfg, args.view, args.method)
-    if env_cfg is None:
-        raise SystemExit(f"{args.method} did not run in view {args.view}")
-    setup = scheduling.setup_method(cfg, method, env_cfg)
-    env, params, method, train_steps = setup.env, setup.params, setup.method, setup.train_steps
     changes = {}
     for item in args.set:
         name, _, text = item.partition("=")
@@ -47,19 +38,14 @@ def main() -> None:
             changes[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             changes[name] = text
-    method = OmegaConf.merge(method, changes)
-    trainer = make_trainer(method, env, params, train_steps, num_envs=int(cfg.trainer.num_envs),
-                           num_chunks=int(cfg.budget.get("num_chunks") or cfg.trainer.num_chunks))  # fmt: skip
-    checkpoints = (args.run_dir / "checkpoints" / f"{args.view}-{args.method}").absolute()
-    saved = [int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()] if checkpoints.is_dir() else []
-    if max(saved, default=0) != trainer.num_chunks:
-        raise SystemExit(f"{checkpoints}: no checkpoint of the last chunk ({trainer.num_chunks}); saved: {saved}")
-    final, _ = run_training(trainer, int(cfg.seed), int(cfg.budget.seeds), checkpoint_dir=checkpoints,
-                            resume=True, max_chunks=0, progress=False)  # restore only: nothing trains
-    eval_episodes = min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
-    eval_key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), 10_000)
-    metrics = evaluate_per_seed(env, params, lambda agent: trainer.policy(agent, args.mode), final.agent,
-                                eval_key, eval_episodes)  # fmt: skip
+    try:
+        restored = scheduling.restore_trained(args.run_dir, args.view, args.method, changes)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(str(error)) from None
+    cfg, setup, trainer = restored.cfg, restored.setup, restored.trainer
+    eval_key, eval_episodes = scheduling._evaluation(cfg)  # the run's own evaluation episodes
+    metrics = evaluate_per_seed(setup.env, setup.params, lambda agent: trainer.policy(agent, args.mode),
+                                restored.final.agent, eval_key, eval_episodes)  # fmt: skip
     row = scheduling._metric_row(jax.block_until_ready(metrics))
     print(json.dumps({"view": args.view, "method": args.method, "mode": args.mode, "set": changes,
                       "make_span": row["make_span"], "failure_rate": row["failure_rate"],

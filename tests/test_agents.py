@@ -148,3 +148,20 @@ def test_sampled_actions_follow_the_probabilities_and_greedy_takes_the_argmax():
     np.testing.assert_allclose(frequencies, np.asarray(probs), atol=0.01)
     assert frequencies[1] == 0.0  # an action of probability 0 is never drawn
     assert int(common.select_action(probs, keys[0], False)) == 2
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_d2sac_chain_clips_x0_hard_or_soft_as_configured(soft):
+    """`soft_clip` reaches d2sac's chain: with a bound inside the untrained chain's spread of x̂_0
+    the hard clip parks a share of the logits exactly on ±clip_x0, the soft clip none."""
+    from ddrl.agents import d2sac
+
+    cfg = d2sac.Config(denoiser_hidden=(16,), critic_hidden=(16,), diffusion_steps=3, clip_x0=1.0, soft_clip=soft)
+    state = d2sac.init(jax.random.PRNGKey(0), (4,), 5, cfg)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (64, 4))
+    x_0 = np.abs(np.asarray(d2sac.reverse_chain(state, state.actor.params, obs, jax.random.PRNGKey(2))))
+    on_bound = np.mean(np.isclose(x_0, 1.0, rtol=0.0, atol=1e-6))
+    if soft:
+        assert x_0.max() < 1.0 and on_bound == 0.0
+    else:
+        assert x_0.max() <= 1.0 + 1e-6 and on_bound > 0.2

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+
 from cli import ROOT, run_cli
 
 
@@ -36,6 +38,14 @@ def test_amsa_smoke_trains_per_bs_agents_and_writes_the_table(tmp_path):
                             "ddrl_amsa", "--mode", "sample"], cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout.splitlines()[-1])["make_span"] == amsa["modes"]["sample"]["make_span"]
+    # scripts/chain_saturation.py reads the same checkpoints: shares and counts within their ranges
+    saturation = subprocess.run([sys.executable, "scripts/chain_saturation.py", str(run_dir), "--view", "clean",
+                                 "--method", "ddrl_amsa", "--states", "64"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=300)  # fmt: skip
+    assert saturation.returncode == 0, saturation.stderr[-3000:]
+    figures = json.loads(saturation.stdout.splitlines()[-1])
+    assert 0.0 <= figures["share_at_bound"] <= 1.0 and 1.0 <= figures["actions_tied_at_top"] <= 31
+    assert 0.0 < figures["entropy"] <= np.log(31) + 1e-3 and figures["groups"] == 5
 
 
 def test_amsa_published_view_runs_each_baseline_on_its_env_copy(tmp_path):

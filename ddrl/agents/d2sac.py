@@ -44,6 +44,7 @@ class Config:
     target_entropy: float | None = None  # absolute target entropy (nats); overrides the ratio
     soft_target: bool = static(True)  # add α·H(π(·|s')) to the critic target
     clip_x0: float | None = static(3.0)  # clip the predicted x̂_0 to ±clip_x0 (None: off)
+    soft_clip: bool = static(False)  # clip smoothly, clip_x0·tanh(x̂_0/clip_x0): a gradient beyond the bound
     normalize_q: bool = static(False)  # actor sees Q(s,·) standardised over the actions
     diffusion_steps: int = static(5)  # reverse steps T
     beta_schedule: str = static("vp")  # vp | linear | cosine
@@ -143,7 +144,7 @@ def reverse_chain(state: AgentState, actor_params: dict, obs: jax.Array, key: ja
     eps_fn = conditioned_denoiser(state.denoiser, actor_params, obs, state.schedule.num_steps, group)
     shape = obs.shape[:-1] + (state.n_actions,)
     return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=state.cfg.clip_x0,
-                  noise_free=noise_free)  # fmt: skip
+                  noise_free=noise_free, soft_clip=state.cfg.soft_clip)  # fmt: skip
 
 
 def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,

@@ -679,6 +679,43 @@ def train_method(cfg: DictConfig, view: str, key: str, setup: MethodSetup, run_d
     return row, trained.history, trained.final.agent if keep_weights else None
 
 
+@dataclasses.dataclass(frozen=True)
+class RestoredRun:
+    """A learner of a finished scheduling run, rebuilt as `run` built it, its final state restored."""
+
+    cfg: DictConfig  # the run's resolved config.yaml
+    setup: MethodSetup  # its environment and converted config in the view (with any `changes`)
+    trainer: Any
+    final: Any  # the training state after the last chunk, seed axis first
+
+
+def restore_trained(run_dir: pathlib.Path, view: str, key: str, changes: dict[str, Any] | None = None) -> RestoredRun:
+    """Method `key` of view `view` in the finished run `run_dir`, restored from
+    `run_dir/checkpoints/<view>-<key>` without training (the run must have saved its last
+    chunk). `changes`: agent fields that do not change the trained parameters (e.g.
+    `greedy_chains`), merged into the method's config before the trainer is built."""
+    from ddrl.training import make_trainer, run_training
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    if key not in cfg.methods:
+        raise ValueError(f"{run_dir}: no method {key!r} (it has {sorted(cfg.methods)})")
+    env_cfg = view_env_config(cfg, view, key)
+    if env_cfg is None:
+        raise ValueError(f"{run_dir}: {key} did not run in view {view!r}")
+    setup = setup_method(cfg, cfg.methods[key], env_cfg)
+    setup = dataclasses.replace(setup, method=OmegaConf.merge(setup.method, changes or {}))
+    num_chunks = int(cfg.budget.get("num_chunks") or cfg.trainer.num_chunks)
+    trainer = make_trainer(setup.method, setup.env, setup.params, setup.train_steps,
+                           num_envs=int(cfg.trainer.num_envs), num_chunks=num_chunks)  # fmt: skip
+    checkpoints = (run_dir / "checkpoints" / f"{view}-{key}").absolute()
+    saved = [int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()] if checkpoints.is_dir() else []
+    if max(saved, default=0) != trainer.num_chunks:
+        raise FileNotFoundError(f"{checkpoints}: no checkpoint of the last chunk ({trainer.num_chunks}); saved: {saved}")
+    final, _ = run_training(trainer, int(cfg.seed), int(cfg.budget.seeds), checkpoint_dir=checkpoints,
+                            resume=True, max_chunks=0, progress=False)  # restore only: nothing trains
+    return RestoredRun(cfg, setup, trainer, final)
+
+
 def _metric_row(metrics) -> dict[str, Any]:
     """Per-seed means over the evaluation episodes, then mean ± 95 % CI over seeds."""
     per_seed = {
