@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddrl.agents import d2sac
+from ddrl.agents import common, d2sac
 from ddrl.experiments import scheduling
 
 
@@ -59,7 +59,7 @@ def main() -> None:
             probs = np.asarray(jax.nn.softmax(x_0, axis=-1))
             at_bound.append(np.mean(np.abs(np.abs(x_0) - float(bound)) < 1e-3))
             top_ties.append(np.mean(np.sum(x_0 >= x_0.max(-1, keepdims=True) - 1e-3, axis=-1)))
-            entropy.append(np.mean(-np.sum(probs * np.log(np.maximum(probs, 1e-30)), axis=-1)))
+            entropy.append(np.mean(np.asarray(common.categorical_entropy(probs))))
             top_prob.append(np.mean(probs.max(-1)))
     print(json.dumps({"view": args.view, "method": args.method, "clip_x0": float(bound),
                       "soft_clip": bool(agents.cfg.soft_clip), "share_at_bound": round(float(np.mean(at_bound)), 4),

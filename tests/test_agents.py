@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ddrl import agents
-from ddrl.agents import common
+from ddrl.agents import common, d2sac
 from ddrl.training import make_trainer
 from probe_envs import ACTION, CONSTANT, DISCOUNT, OBSERVATION, ProbeEnv, probe_obs
 
@@ -154,8 +154,6 @@ def test_sampled_actions_follow_the_probabilities_and_greedy_takes_the_argmax():
 def test_d2sac_chain_clips_x0_hard_or_soft_as_configured(soft):
     """`soft_clip` reaches d2sac's chain: with a bound inside the untrained chain's spread of x̂_0
     the hard clip parks a share of the logits exactly on ±clip_x0, the soft clip none."""
-    from ddrl.agents import d2sac
-
     cfg = d2sac.Config(denoiser_hidden=(16,), critic_hidden=(16,), diffusion_steps=3, clip_x0=1.0, soft_clip=soft)
     state = d2sac.init(jax.random.PRNGKey(0), (4,), 5, cfg)
     obs = jax.random.normal(jax.random.PRNGKey(1), (64, 4))
