@@ -16,7 +16,7 @@ def test_ats_smoke_composes_and_writes_the_table(tmp_path):
     # LAD-TS itself trains in tests/test_mec_agents.py and in the trace smoke run
     run_dir = tmp_path / "ats"
     result = run_cli("+experiment=ats", "budget=smoke", "logger=none", "only=[opt_ts,dqn_ts]",
-                     "env.num_slots=5", "milp=null", run_dir=run_dir)  # fmt: skip
+                     "env.num_slots=5", "milp=null", "+decision_time=false", run_dir=run_dir)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert {m["name"] for m in summary["methods"]} == {"opt_ts", "dqn_ts"}

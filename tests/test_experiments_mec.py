@@ -51,7 +51,7 @@ def test_amsa_smoke_trains_per_bs_agents_and_writes_the_table(tmp_path):
 def test_amsa_published_view_runs_each_baseline_on_its_env_copy(tmp_path):
     run_dir = tmp_path / "published"
     result = run_cli("+experiment=amsa", "budget=smoke", "logger=none", "views=[published]", "milp=null",
-                     "only=[randcoedge,optimal_myopic]", "env.num_slots=10", run_dir=run_dir)  # fmt: skip
+                     "only=[randcoedge,optimal_myopic]", "env.num_slots=10", "+decision_time=false", run_dir=run_dir)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((run_dir / "summary.json").read_text())["methods"]
     assert [(m["view"], m["name"], m["env_copy"]) for m in rows] == [("published", "randcoedge", "randcoedge")]

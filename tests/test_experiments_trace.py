@@ -13,7 +13,7 @@ from ddrl.experiments.scheduling import _method_config
 def test_trace_smoke_trains_lad_ts_and_reports_delay_percentiles(tmp_path):
     run_dir = tmp_path / "trace"
     result = run_cli("+experiment=trace", "budget=smoke", "budget.seeds=2", "logger=none", "views=[trace_60]",
-                     "only=[lad_ts,optimal_myopic,randcoedge]", "env.num_slots=10",
+                     "only=[lad_ts,optimal_myopic,randcoedge]", "env.num_slots=10", "+decision_time=false",
                      run_dir=run_dir)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -14,7 +14,7 @@ from cli import run_cli
 def test_learners_trained_in_worker_processes_give_the_rows_of_one_process(tmp_path):
     """`jobs=2` trains the learners in two spawned workers; every number of every row is the same."""
     common = ("+experiment=amsa", "budget=smoke", "logger=none", "views=[clean]", "milp=null", "env.num_slots=4",
-              "only=[amcoedge,drlcoedge,randcoedge]")  # fmt: skip
+              "only=[amcoedge,drlcoedge,randcoedge]", "+decision_time=false")  # fmt: skip
     summaries = {}
     for jobs in (1, 2):
         result = run_cli(*common, f"jobs={jobs}", run_dir=tmp_path / f"jobs{jobs}")
