@@ -46,6 +46,13 @@ def test_amsa_smoke_trains_per_bs_agents_and_writes_the_table(tmp_path):
     figures = json.loads(saturation.stdout.splitlines()[-1])
     assert 0.0 <= figures["share_at_bound"] <= 1.0 and 1.0 <= figures["actions_tied_at_top"] <= 31
     assert 0.0 < figures["entropy"] <= np.log(31) + 1e-3 and figures["groups"] == 5
+    # scripts/myopic_regret.py: SMCoEdge's top-3 sets against the best of all 31 on the true state
+    regret = subprocess.run([sys.executable, "scripts/myopic_regret.py", str(run_dir), "--view", "clean", "--method",
+                             "smcoedge", "--decisions", "100"], cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert regret.returncode == 0, regret.stderr[-3000:]
+    figures = json.loads(regret.stdout.splitlines()[-1])
+    assert figures["sets"] == 31 and 0 < figures["decisions"] <= 200 and 0.0 <= figures["agreement"] <= 1.0
+    assert figures["regret_ms"] >= 0.0 and 1.0 <= figures["rank"] <= 31 and figures["uniform_regret_ms"] > 0.0
 
 
 def test_amsa_published_view_runs_each_baseline_on_its_env_copy(tmp_path):

@@ -1,0 +1,87 @@
+"""How far a trained set scheduler's decisions are from the myopic optimum, decision by decision.
+
+    python scripts/myopic_regret.py RUN_DIR --method ddrl_amsa --mode sample [--view clean_rich] [--decisions 3000]
+
+Restores the final agents of a finished scheduling run (`scheduling.restore_trained`) and runs
+each seed's agents on one fresh episode (key 7) for `--decisions` decisions in `--mode`, along
+their own trajectory. At every decision it also tries every non-empty set of ESs on the true
+state, as `optimal_myopic` does in the subset space (`MEC.evaluate_mask`), whatever space the
+learner chooses in (single ES, pair, top-k, subset), and prints one JSON line:
+
+- `agreement`: share of decisions where the learner's set is as fast for the task as the best set;
+- `regret_ms`: mean extra delay of the learner's choice over that optimum for this task
+  (milliseconds; 0 where it agreed), and `regret_over_1ms`: share of decisions where it exceeds 1 ms;
+- `rank`: mean rank of the learner's set among all sets by this task's delay (1 = best);
+- `margin_ms`: mean gap between the best and the second-best set — how close the choice is;
+- `uniform_regret_ms`: the regret of a uniformly random set on the same states.
+
+This measures each choice against the best choice *for that task*; a set that costs this task a
+little and leaves more room for the next ones is counted as regret here, so the figures say how
+myopic a policy is, not how good it is (that is the run's make-span).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ddrl.experiments import scheduling
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=pathlib.Path)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--mode", choices=("greedy", "sample"), default="greedy")
+    parser.add_argument("--view", default="clean")
+    parser.add_argument("--decisions", type=int, default=3000)
+    args = parser.parse_args()
+
+    try:
+        restored = scheduling.restore_trained(args.run_dir, args.view, args.method)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(str(error)) from None
+    env, params = restored.setup.env, restored.setup.params
+    if env.num_servers > 16:
+        raise SystemExit(f"{env.num_servers} ESs: too many sets to try every one")
+    servers = jnp.arange(env.num_servers)
+    every_set = ((jnp.arange(1, 2**env.num_servers)[:, None] >> servers) & 1) == 1  # every non-empty set
+
+    def one_seed(agent, key):
+        policy = restored.trainer.policy(agent, args.mode)
+        obs, state = env.reset(key, params)
+
+        def step(carry, step_key):
+            obs, state = carry
+            key_act, key_env = jax.random.split(step_key)
+            action = policy(key_act, obs, state, params)
+            delays = jax.vmap(lambda mask: env.evaluate_mask(state, mask, params))(every_set).raw_delay
+            chosen = env.evaluate_mask(state, env.actions.to_mask(action, env.deciding_bs(state)), params).raw_delay
+            ordered = jnp.sort(delays)
+            figures = (chosen - ordered[0], jnp.sum(delays < chosen) + 1, ordered[1] - ordered[0],
+                       jnp.mean(delays) - ordered[0], state.slot < params.num_slots)  # fmt: skip
+            obs_next, state_next, *_ = env.step(key_env, state, action, params)
+            return (obs_next, state_next), figures
+
+        return jax.lax.scan(step, (obs, state), jax.random.split(key, args.decisions))[1]
+
+    agents = restored.final.agent
+    num_seeds = jax.tree.leaves(agents)[0].shape[0]
+    regret, rank, margin, uniform, real = map(
+        np.asarray, jax.jit(jax.vmap(one_seed))(agents, jax.random.split(jax.random.PRNGKey(7), num_seeds)))
+    regret, rank, margin, uniform = regret[real], rank[real], margin[real], uniform[real]
+    print(json.dumps({"view": args.view, "method": args.method, "mode": args.mode, "seeds": int(num_seeds),
+                      "decisions": int(real.sum()), "agreement": round(float(np.mean(regret <= 0.0)), 3),
+                      "regret_ms": round(1e3 * float(regret.mean()), 3),
+                      "regret_over_1ms": round(float(np.mean(regret > 1e-3)), 3),
+                      "rank": round(float(rank.mean()), 2), "margin_ms": round(1e3 * float(margin.mean()), 3),
+                      "uniform_regret_ms": round(1e3 * float(uniform.mean()), 3),
+                      "sets": int(every_set.shape[0])}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
