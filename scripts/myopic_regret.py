@@ -51,28 +51,15 @@ def main() -> None:
     servers = jnp.arange(env.num_servers)
     every_set = ((jnp.arange(1, 2**env.num_servers)[:, None] >> servers) & 1) == 1  # every non-empty set
 
-    def one_seed(agent, key):
-        policy = restored.trainer.policy(agent, args.mode)
-        obs, state = env.reset(key, params)
+    def record(obs, state, action):
+        delays = jax.vmap(lambda mask: env.evaluate_mask(state, mask, params))(every_set).raw_delay
+        chosen = env.evaluate_mask(state, env.actions.to_mask(action, env.deciding_bs(state)), params).raw_delay
+        ordered = jnp.sort(delays)
+        return (chosen - ordered[0], jnp.sum(delays < chosen) + 1, ordered[1] - ordered[0],
+                jnp.mean(delays) - ordered[0], state.slot < params.num_slots)  # fmt: skip
 
-        def step(carry, step_key):
-            obs, state = carry
-            key_act, key_env = jax.random.split(step_key)
-            action = policy(key_act, obs, state, params)
-            delays = jax.vmap(lambda mask: env.evaluate_mask(state, mask, params))(every_set).raw_delay
-            chosen = env.evaluate_mask(state, env.actions.to_mask(action, env.deciding_bs(state)), params).raw_delay
-            ordered = jnp.sort(delays)
-            figures = (chosen - ordered[0], jnp.sum(delays < chosen) + 1, ordered[1] - ordered[0],
-                       jnp.mean(delays) - ordered[0], state.slot < params.num_slots)  # fmt: skip
-            obs_next, state_next, *_ = env.step(key_env, state, action, params)
-            return (obs_next, state_next), figures
-
-        return jax.lax.scan(step, (obs, state), jax.random.split(key, args.decisions))[1]
-
-    agents = restored.final.agent
-    num_seeds = jax.tree.leaves(agents)[0].shape[0]
-    regret, rank, margin, uniform, real = map(
-        np.asarray, jax.jit(jax.vmap(one_seed))(agents, jax.random.split(jax.random.PRNGKey(7), num_seeds)))
+    regret, rank, margin, uniform, real = scheduling.play_restored(restored, args.mode, args.decisions, record)
+    num_seeds = regret.shape[0]
     regret, rank, margin, uniform = regret[real], rank[real], margin[real], uniform[real]
     print(json.dumps({"view": args.view, "method": args.method, "mode": args.mode, "seeds": int(num_seeds),
                       "decisions": int(real.sum()), "agreement": round(float(np.mean(regret <= 0.0)), 3),

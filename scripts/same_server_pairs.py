@@ -37,22 +37,9 @@ def main() -> None:
     if env.actions.kind != "single":
         raise SystemExit(f"{args.method} chooses {env.actions.kind} actions, not one ES")
 
-    def one_seed(agent, key):
-        policy = restored.trainer.policy(agent, args.mode)
-        obs, state = env.reset(key, params)
-
-        def step(carry, step_key):
-            obs, state = carry
-            key_act, key_env = jax.random.split(step_key)
-            action = policy(key_act, obs, state, params)
-            obs_next, state_next, *_ = env.step(key_env, state, action, params)
-            return (obs_next, state_next), (action, env.deciding_bs(state), state.slot)
-
-        return jax.lax.scan(step, (obs, state), jax.random.split(key, args.decisions))[1]
-
-    agents = restored.final.agent
-    num_seeds = jax.tree.leaves(agents)[0].shape[0]
-    action, bs, slot = map(np.asarray, jax.jit(jax.vmap(one_seed))(agents, jax.random.split(jax.random.PRNGKey(7), num_seeds)))
+    action, bs, slot = scheduling.play_restored(
+        restored, args.mode, args.decisions, lambda obs, state, action: (action, env.deciding_bs(state), state.slot))
+    num_seeds = action.shape[0]
     pairs = (bs[:, 1:] == bs[:, :-1]) & (slot[:, 1:] == slot[:, :-1])
     same = (action[:, 1:] == action[:, :-1])[pairs]
     print(json.dumps({"view": args.view, "method": args.method, "mode": args.mode, "seeds": int(num_seeds),

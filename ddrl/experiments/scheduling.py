@@ -716,6 +716,33 @@ def restore_trained(run_dir: pathlib.Path, view: str, key: str, changes: dict[st
     return RestoredRun(cfg, setup, trainer, final)
 
 
+def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Callable, key: int = 7) -> Any:
+    """Each seed's restored agents acting in `mode` for `decisions` steps from one fresh episode
+    (episodes follow on as the environment resets), the seeds' keys split from `PRNGKey(key)`.
+    `record(obs, state, action)` is called on the state each action is decided in, before the
+    step; its pytree comes back as NumPy arrays with axes (seeds, decisions, ...)."""
+    env, params = restored.setup.env, restored.setup.params
+
+    def one_seed(agent, seed_key):
+        policy = restored.trainer.policy(agent, mode)
+        obs, state = env.reset(seed_key, params)
+
+        def step(carry, step_key):
+            obs, state = carry
+            act_key, env_key = jax.random.split(step_key)
+            action = policy(act_key, obs, state, params)
+            recorded = record(obs, state, action)
+            obs, state, *_ = env.step(env_key, state, action, params)
+            return (obs, state), recorded
+
+        return jax.lax.scan(step, (obs, state), jax.random.split(seed_key, decisions))[1]
+
+    agents = restored.final.agent
+    num_seeds = jax.tree.leaves(agents)[0].shape[0]
+    played = jax.jit(jax.vmap(one_seed))(agents, jax.random.split(jax.random.PRNGKey(key), num_seeds))
+    return jax.tree.map(np.asarray, played)
+
+
 def _metric_row(metrics) -> dict[str, Any]:
     """Per-seed means over the evaluation episodes, then mean ± 95 % CI over seeds."""
     per_seed = {
