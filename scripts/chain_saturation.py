@@ -11,9 +11,7 @@ bound, so logits parked there cannot be moved apart by the actor's loss.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -24,17 +22,11 @@ from ddrl.experiments import scheduling
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=pathlib.Path)
-    parser.add_argument("--view", required=True)
-    parser.add_argument("--method", required=True)
+    parser = scheduling.restore_arguments(__doc__.splitlines()[0])
     parser.add_argument("--states", type=int, default=512)
     args = parser.parse_args()
 
-    try:
-        restored = scheduling.restore_trained(args.run_dir, args.view, args.method)
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(str(error)) from None
+    restored = scheduling.restore_or_exit(args)
     if restored.setup.method.name != "d2sac":
         raise SystemExit(f"{args.method} is {restored.setup.method.name}, not d2sac's diffusion actor (DDRL-AMSA, DDRL-ATS)")
     agents, buffers = restored.final.agent, restored.final.buffer

@@ -21,9 +21,7 @@ myopic a policy is, not how good it is (that is the run's make-span).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -33,18 +31,12 @@ from ddrl.experiments import scheduling
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=pathlib.Path)
-    parser.add_argument("--method", required=True)
+    parser = scheduling.restore_arguments(__doc__.splitlines()[0], view='clean')
     parser.add_argument("--mode", choices=("greedy", "sample"), default="greedy")
-    parser.add_argument("--view", default="clean")
     parser.add_argument("--decisions", type=int, default=3000)
     args = parser.parse_args()
 
-    try:
-        restored = scheduling.restore_trained(args.run_dir, args.view, args.method)
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(str(error)) from None
+    restored = scheduling.restore_or_exit(args)
     env, params = restored.setup.env, restored.setup.params
     if env.num_servers > 16:
         raise SystemExit(f"{env.num_servers} ESs: too many sets to try every one")

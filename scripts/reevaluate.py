@@ -11,10 +11,8 @@ Prints one JSON line: make-span and failure rate, mean ± 95 % CI over the seeds
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import json
-import pathlib
 
 import jax
 
@@ -23,10 +21,7 @@ from ddrl.experiments import scheduling
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=pathlib.Path)
-    parser.add_argument("--view", required=True)
-    parser.add_argument("--method", required=True)
+    parser = scheduling.restore_arguments(__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("greedy", "sample"), default="greedy")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
@@ -38,10 +33,7 @@ def main() -> None:
             changes[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             changes[name] = text
-    try:
-        restored = scheduling.restore_trained(args.run_dir, args.view, args.method, changes)
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(str(error)) from None
+    restored = scheduling.restore_or_exit(args, changes)
     cfg, setup, trainer = restored.cfg, restored.setup, restored.trainer
     eval_key, eval_episodes = scheduling._evaluation(cfg)  # the run's own evaluation episodes
     metrics = evaluate_per_seed(setup.env, setup.params, lambda agent: trainer.policy(agent, args.mode),

@@ -10,9 +10,7 @@ see nearly the same `[D, (W,) Q(t)]`, so a deterministic policy tends to stack t
 """
 from __future__ import annotations
 
-import argparse
 import json
-import pathlib
 
 import jax
 import numpy as np
@@ -21,18 +19,12 @@ from ddrl.experiments import scheduling
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=pathlib.Path)
-    parser.add_argument("--method", required=True)
+    parser = scheduling.restore_arguments(__doc__.splitlines()[0], view='clean')
     parser.add_argument("--mode", choices=("greedy", "sample"), default="greedy")
-    parser.add_argument("--view", default="clean")
     parser.add_argument("--decisions", type=int, default=3000)
     args = parser.parse_args()
 
-    try:
-        restored = scheduling.restore_trained(args.run_dir, args.view, args.method)
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(str(error)) from None
+    restored = scheduling.restore_or_exit(args)
     env, params = restored.setup.env, restored.setup.params
     if env.actions.kind != "single":
         raise SystemExit(f"{args.method} chooses {env.actions.kind} actions, not one ES")

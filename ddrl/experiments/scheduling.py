@@ -47,6 +47,7 @@ reductions with bootstrap intervals beside the seed paper's claims), `learning_c
 from __future__ import annotations
 
 import concurrent.futures
+import argparse
 import contextlib
 import dataclasses
 import math
@@ -714,6 +715,25 @@ def restore_trained(run_dir: pathlib.Path, view: str, key: str, changes: dict[st
     final, _ = run_training(trainer, int(cfg.seed), int(cfg.budget.seeds), checkpoint_dir=checkpoints,
                             resume=True, max_chunks=0, progress=False)  # restore only: nothing trains
     return RestoredRun(cfg, setup, trainer, final)
+
+
+def restore_arguments(description: str, view: str | None = None) -> argparse.ArgumentParser:
+    """A command-line parser for a script that reads a finished run's learner: RUN_DIR,
+    `--method` and `--view` (required unless `view` gives a default)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("run_dir", type=pathlib.Path)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--view", required=view is None, default=view)
+    return parser
+
+
+def restore_or_exit(args: argparse.Namespace, changes: dict[str, Any] | None = None) -> RestoredRun:
+    """`restore_trained` for `restore_arguments`' arguments; a missing run, method, view or
+    checkpoint ends the script with its one-line reason."""
+    try:
+        return restore_trained(args.run_dir, args.view, args.method, changes)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(str(error)) from None
 
 
 def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Callable, key: int = 7) -> Any:
