@@ -736,15 +736,17 @@ def restore_or_exit(args: argparse.Namespace, changes: dict[str, Any] | None = N
         raise SystemExit(str(error)) from None
 
 
-def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Callable, key: int = 7) -> Any:
+def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Callable, key: int = 7,
+                  make_policy: Callable | None = None) -> Any:
     """Each seed's restored agents acting in `mode` for `decisions` steps from one fresh episode
     (episodes follow on as the environment resets), the seeds' keys split from `PRNGKey(key)`.
     `record(obs, state, action)` is called on the state each action is decided in, before the
-    step; its pytree comes back as NumPy arrays with axes (seeds, decisions, ...)."""
+    step; its pytree comes back as NumPy arrays with axes (seeds, decisions, ...).
+    `make_policy(agent) -> policy(key, obs, state, params)` replaces the trainer's policy."""
     env, params = restored.setup.env, restored.setup.params
 
     def one_seed(agent, seed_key):
-        policy = restored.trainer.policy(agent, mode)
+        policy = make_policy(agent) if make_policy else restored.trainer.policy(agent, mode)
         obs, state = env.reset(seed_key, params)
 
         def step(carry, step_key):
