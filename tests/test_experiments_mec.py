@@ -46,9 +46,10 @@ def test_amsa_smoke_trains_per_bs_agents_and_writes_the_table(tmp_path):
     figures = json.loads(saturation.stdout.splitlines()[-1])
     assert 0.0 <= figures["share_at_bound"] <= 1.0 and 1.0 <= figures["actions_tied_at_top"] <= 31
     assert 0.0 < figures["entropy"] <= np.log(31) + 1e-3 and figures["groups"] == 5
-    # scripts/myopic_regret.py: SMCoEdge's top-3 sets against the best of all 31 on the true state
+    # scripts/myopic_regret.py: the sets DDRL-AMSA's own critic picks against the best of all 31 on the true state
     regret = subprocess.run([sys.executable, "scripts/myopic_regret.py", str(run_dir), "--view", "clean", "--method",
-                             "smcoedge", "--decisions", "100"], cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+                             "ddrl_amsa", "--mode", "critic", "--decisions", "100"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
     assert regret.returncode == 0, regret.stderr[-3000:]
     figures = json.loads(regret.stdout.splitlines()[-1])
     assert figures["sets"] == 31 and 0 < figures["decisions"] <= 200 and 0.0 <= figures["agreement"] <= 1.0
