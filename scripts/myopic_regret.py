@@ -15,9 +15,9 @@ learner chooses in (single ES, pair, top-k, subset), and prints one JSON line:
 - `margin_ms`: mean gap between the best and the second-best set — how close the choice is;
 - `uniform_regret_ms`: the regret of a uniformly random set on the same states.
 
-`--mode critic` (the diffusion learners, d2sac) acts instead by the argmax of the deciding BS's
-own critic, min(Q1, Q2): whether the critic ranks the sets as the true state does, apart from
-how the actor follows it.
+`--mode critic` (the diffusion learners, d2sac) follows the actor's greedy policy and scores,
+on the same states, the set the deciding BS's own critic would pick (argmax of min(Q1, Q2)):
+whether the critic ranks the sets as the true state does, apart from how the actor follows it.
 
 This measures each choice against the best choice *for that task*; a set that costs this task a
 little and leaves more room for the next ones is counted as regret here, so the figures say how
@@ -35,7 +35,7 @@ from ddrl.experiments import scheduling
 
 
 def main() -> None:
-    parser = scheduling.restore_arguments(__doc__.splitlines()[0], view='clean')
+    parser = scheduling.restore_arguments(__doc__.splitlines()[0], view="clean")
     parser.add_argument("--mode", choices=("greedy", "sample", "critic"), default="greedy")
     parser.add_argument("--decisions", type=int, default=3000)
     args = parser.parse_args()
@@ -47,26 +47,25 @@ def main() -> None:
     servers = jnp.arange(env.num_servers)
     every_set = ((jnp.arange(1, 2**env.num_servers)[:, None] >> servers) & 1) == 1  # every non-empty set
 
-    def record(obs, state, action):
+    critic = args.mode == "critic"
+    if critic and restored.setup.method.name != "d2sac":
+        raise SystemExit(f"--mode critic reads d2sac's twin critic; {args.method} is {restored.setup.method.name}")
+
+    def critic_choice(agent, obs, state):
+        """The argmax of the deciding BS's own min(Q1, Q2) (a shared agent: its only one)."""
+        own = jax.tree.map(lambda leaf: leaf[env.deciding_bs(state)], agent) if agent.update_count.ndim else agent
+        return jnp.argmax(jnp.minimum(*own.critic.apply_fn(own.critic.params, obs[None]))[0]).astype(jnp.int32)
+
+    def record(agent, obs, state, action):
+        scored = critic_choice(agent, obs, state) if critic else action
         delays = jax.vmap(lambda mask: env.evaluate_mask(state, mask, params))(every_set).raw_delay
-        chosen = env.evaluate_mask(state, env.actions.to_mask(action, env.deciding_bs(state)), params).raw_delay
+        chosen = env.evaluate_mask(state, env.actions.to_mask(scored, env.deciding_bs(state)), params).raw_delay
         ordered = jnp.sort(delays)
         return (chosen - ordered[0], jnp.sum(delays < chosen) + 1, ordered[1] - ordered[0],
                 jnp.mean(delays) - ordered[0], state.slot < params.num_slots)  # fmt: skip
 
-    make_policy = None
-    if args.mode == "critic":  # a soft actor-critic's own critic, acting by argmax of min(Q1, Q2)
-        if restored.setup.method.name != "d2sac":
-            raise SystemExit(f"--mode critic reads d2sac's twin critic; {args.method} is {restored.setup.method.name}")
-
-        def make_policy(agent):
-            def act(key, obs, state, params):
-                own = jax.tree.map(lambda leaf: leaf[env.deciding_bs(state)], agent) if agent.update_count.ndim else agent
-                return jnp.argmax(jnp.minimum(*own.critic.apply_fn(own.critic.params, obs[None]))[0]).astype(jnp.int32)
-            return act
-
-    regret, rank, margin, uniform, real = scheduling.play_restored(restored, args.mode, args.decisions, record,
-                                                                   make_policy=make_policy)  # fmt: skip
+    acting = "greedy" if critic else args.mode  # the critic is scored on the states the actor visits
+    regret, rank, margin, uniform, real = scheduling.play_restored(restored, acting, args.decisions, record)
     num_seeds = regret.shape[0]
     regret, rank, margin, uniform = regret[real], rank[real], margin[real], uniform[real]
     print(json.dumps({"view": args.view, "method": args.method, "mode": args.mode, "seeds": int(num_seeds),

@@ -19,7 +19,7 @@ from ddrl.experiments import scheduling
 
 
 def main() -> None:
-    parser = scheduling.restore_arguments(__doc__.splitlines()[0], view='clean')
+    parser = scheduling.restore_arguments(__doc__.splitlines()[0], view="clean")
     parser.add_argument("--mode", choices=("greedy", "sample"), default="greedy")
     parser.add_argument("--decisions", type=int, default=3000)
     args = parser.parse_args()
@@ -30,7 +30,7 @@ def main() -> None:
         raise SystemExit(f"{args.method} chooses {env.actions.kind} actions, not one ES")
 
     action, bs, slot = scheduling.play_restored(
-        restored, args.mode, args.decisions, lambda obs, state, action: (action, env.deciding_bs(state), state.slot))
+        restored, args.mode, args.decisions, lambda agent, obs, state, action: (action, env.deciding_bs(state), state.slot))
     num_seeds = action.shape[0]
     pairs = (bs[:, 1:] == bs[:, :-1]) & (slot[:, 1:] == slot[:, :-1])
     same = (action[:, 1:] == action[:, :-1])[pairs]

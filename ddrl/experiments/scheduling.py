@@ -736,24 +736,23 @@ def restore_or_exit(args: argparse.Namespace, changes: dict[str, Any] | None = N
         raise SystemExit(str(error)) from None
 
 
-def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Callable, key: int = 7,
-                  make_policy: Callable | None = None) -> Any:
+def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Callable, key: int = 7) -> Any:
     """Each seed's restored agents acting in `mode` for `decisions` steps from one fresh episode
     (episodes follow on as the environment resets), the seeds' keys split from `PRNGKey(key)`.
-    `record(obs, state, action)` is called on the state each action is decided in, before the
-    step; its pytree comes back as NumPy arrays with axes (seeds, decisions, ...).
-    `make_policy(agent) -> policy(key, obs, state, params)` replaces the trainer's policy."""
+    `record(agent, obs, state, action)` is called on the state each action is decided in,
+    before the step (`agent`: that seed's agents); its pytree comes back as NumPy arrays with
+    axes (seeds, decisions, ...)."""
     env, params = restored.setup.env, restored.setup.params
 
     def one_seed(agent, seed_key):
-        policy = make_policy(agent) if make_policy else restored.trainer.policy(agent, mode)
+        policy = restored.trainer.policy(agent, mode)
         obs, state = env.reset(seed_key, params)
 
         def step(carry, step_key):
             obs, state = carry
             act_key, env_key = jax.random.split(step_key)
             action = policy(act_key, obs, state, params)
-            recorded = record(obs, state, action)
+            recorded = record(agent, obs, state, action)
             obs, state, *_ = env.step(env_key, state, action, params)
             return (obs, state), recorded
 
