@@ -1,4 +1,6 @@
 """Agents on the MEC environment: per-BS stacking, top-k DQN's target, LAD-TS's latent table."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -221,13 +223,14 @@ def test_per_bs_dense_acting_equals_the_per_environment_gather(name):
     keys = jax.random.split(jax.random.PRNGKey(2), envs)
     inner = dense.inner
 
+    @functools.partial(jax.jit, static_argnums=1)  # one program per mode, environment e traced
     def reference(e, explore=True):
         own = jax.tree.map(lambda leaf: leaf[ctx.group[e]], state)
-        one = ActContext(ctx.env_steps, jnp.zeros(1, jnp.int32), ctx.cell[e : e + 1], jnp.ones(1, bool))
-        return inner.act(own, obs[e : e + 1], one, keys[e : e + 1], explore)
+        one = ActContext(ctx.env_steps, jnp.zeros(1, jnp.int32), ctx.cell[e][None], jnp.ones(1, bool))
+        return inner.act(own, obs[e][None], one, keys[e][None], explore)
 
     expected = [reference(e) for e in range(envs)]
-    greedy_expected = [reference(e, explore=False)[0] for e in range(envs)] if name == "d2sac" else None
+    greedy_expected = [reference(e, False)[0] for e in range(envs)] if name == "d2sac" else None
     auto = make_agent(name, config, spec, per_group=True)  # grouped or dense here (7 envs >= 3 groups)
     for agent in (*modes, auto):
         action, aux = jax.jit(lambda s: agent.act(s, obs, ctx, keys, True))(state)
