@@ -59,11 +59,13 @@ def test_the_noise_free_chain_ignores_the_key():
 def test_a_traced_explore_flag_picks_the_same_actions_as_the_static_one():
     for module in (d2sac, d2sac_factored):
         state = _agent(chains=4, module=module)
+        static_flag = jax.jit(module.act, static_argnums=3)
+        traced_flag = jax.jit(module.act)  # explore is a tracer here: the jnp.where path
         for seed in range(4):
             key = jax.random.PRNGKey(seed)
             for explore in (True, False):
-                np.testing.assert_array_equal(module.act(state, OBS, key, explore),
-                                              module.act(state, OBS, key, jnp.bool_(explore)))  # fmt: skip
+                np.testing.assert_array_equal(static_flag(state, OBS, key, explore),
+                                              traced_flag(state, OBS, key, jnp.bool_(explore)))  # fmt: skip
 
 
 def compose_method(name: str) -> dict:
