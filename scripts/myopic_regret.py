@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddrl.envs.actions import ActionSpace
 from ddrl.experiments import scheduling
 
 
@@ -44,8 +45,7 @@ def main() -> None:
     env, params = restored.setup.env, restored.setup.params
     if env.num_servers > 16:
         raise SystemExit(f"{env.num_servers} ESs: too many sets to try every one")
-    servers = jnp.arange(env.num_servers)
-    every_set = ((jnp.arange(1, 2**env.num_servers)[:, None] >> servers) & 1) == 1  # every non-empty set
+    every_set = ActionSpace("subset", env.num_servers).all_masks(0)  # every non-empty set, in subset order
 
     critic = args.mode == "critic"
     if critic and restored.setup.method.name != "d2sac":

@@ -46,8 +46,8 @@ reductions with bootstrap intervals beside the seed paper's claims), `learning_c
 """
 from __future__ import annotations
 
-import concurrent.futures
 import argparse
+import concurrent.futures
 import contextlib
 import dataclasses
 import math
