@@ -155,6 +155,7 @@ SCHEDULER_FIELDS = {"name": STR, "kind": STR, "label": OPT_STR,
 TRAINER_FIELDS = {
     "per_bs": BOOL,
     "group_acting": Choice("auto", "grouped", "gather", "dense"),
+    "uniform_explore": Float(0, 1, high_open=True),  # off-policy learners only (checked when the trainer is built)
     "action_space": Choice(*ACTION_SPACES, nullable=True),
     "label": OPT_STR,
     "views": List(STR, nullable=True, nonempty=True),

@@ -72,3 +72,45 @@ def test_jit_vmap_train_over_seeds_and_learning_rates(trainer):
     for start, end in zip(_leaves(initial.agent.q.params), _leaves(final.agent.q.params), strict=True):
         assert not np.allclose(start[0], end[0])  # learning rate 1e-3 moved the weights
         np.testing.assert_array_equal(start[1], end[1])  # learning rate 0 did not
+
+
+@pytest.mark.parametrize("uniform_explore", [0.0, 0.5])
+def test_uniform_explore_replaces_that_share_of_the_actions_after_warm_up(monkeypatch, uniform_explore):
+    """`uniform_explore` (a method key): after warm-up, that share of the training actions is
+    the agent's uniform warm-up action instead of its own (here always action 0)."""
+    import dataclasses
+
+    from probe_envs import ProbeEnv
+
+    from ddrl import agents
+    from ddrl.training import trainer as trainer_module
+
+    make_agent = agents.make_agent
+
+    def always_zero(name, *args, **kwargs):
+        agent = make_agent(name, *args, **kwargs)
+
+        class AlwaysZero(type(agent)):
+            def act_observed(self, state, observed, ctx, keys, explore):
+                action, aux = super().act_observed(state, observed, ctx, keys, explore)
+                return jnp.zeros_like(action), aux
+
+        return AlwaysZero(**{f.name: getattr(agent, f.name) for f in dataclasses.fields(agent)})
+
+    monkeypatch.setattr(trainer_module.agents, "make_agent", always_zero)
+    env = ProbeEnv()
+    config = {**TINY_DQN, "learning_starts": 0, "buffer_size": 4000, "uniform_explore": uniform_explore}
+    trainer = make_trainer(config, env, env.default_params, 2000, num_envs=4, num_chunks=1)
+    runner, _ = jax.jit(trainer.train)(jax.random.PRNGKey(0))
+    actions = np.asarray(runner.buffer.storage.action)
+    assert actions.size == 2000 and (uniform_explore > 0 or not actions.any())
+    # uniform over two actions: a share uniform_explore / 2 of them is action 1
+    assert abs(np.mean(actions == 1) - uniform_explore / 2) < 0.04
+
+
+def test_uniform_explore_is_checked():
+    env, env_params = gymnax.make("CartPole-v1")
+    with pytest.raises(ValueError, match=r"uniform_explore: 1.0 is not in \[0, 1\)"):
+        make_trainer({**TINY_DQN, "uniform_explore": 1.0}, env, env_params, 800)
+    with pytest.raises(ValueError, match="uniform_explore: ppo is on-policy"):
+        make_trainer({"name": "ppo", "uniform_explore": 0.1}, env, env_params, 800)

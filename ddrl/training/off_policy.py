@@ -1,7 +1,10 @@
 """The off-policy iteration: collect `vec_steps` vectorised steps into replay, then learn.
 
 Before `learning_starts` environment steps, actions are the agent's uniform warm-up actions
-and no update is made; after it, `updates_per_train` gradient steps follow each collection.
+and no update is made; after it, `updates_per_train` gradient steps follow each collection,
+and with `uniform_explore` > 0 that share of the actions (drawn per environment and step) is
+still a warm-up action: every action keeps being tried, e.g. every set of a subset space that a
+concentrated policy would stop sampling, while the agent learns off-policy from all of them.
 Which buffer a transition goes to and which agent learns is the agent's business (`store`,
 `learn`: `PerGroup` keeps one per base station).
 """
@@ -30,7 +33,7 @@ def init_buffer(agent: Any, vec: VecEnv, obs: jax.Array, env_state: Any, agent_s
 
 
 def make_iteration(agent: Any, vec: VecEnv, vec_steps: int, steps_per_iteration: int,
-                   learning_starts: int, updates_per_train: int):
+                   learning_starts: int, updates_per_train: int, uniform_explore: float = 0.0):
     """`iteration(runner, index) -> (runner, (update metrics, whether updates were made))`."""
 
     def collect(runner, _):
@@ -41,8 +44,13 @@ def make_iteration(agent: Any, vec: VecEnv, vec_steps: int, steps_per_iteration:
             policy_action, aux = agent.act(runner.agent, runner.obs, ctx,
                                            jax.random.split(key_act, vec.num_envs), True)  # fmt: skip
             agent_state = agent.record(runner.agent, ctx, aux)
-            warmup = runner.env_steps < learning_starts
-            action = jnp.where(warmup, agent.random_action(key_random, policy_action.shape[:1]), policy_action)
+            uniform = runner.env_steps < learning_starts
+            if uniform_explore:  # a key of its own: at 0 the run draws exactly what it drew before
+                coin = jax.random.uniform(jax.random.fold_in(key_random, 1), policy_action.shape[:1])
+                uniform = uniform | (coin < uniform_explore)
+            random_action = agent.random_action(key_random, policy_action.shape[:1])
+            action = jnp.where(uniform.reshape(uniform.shape + (1,) * (policy_action.ndim - uniform.ndim)),
+                               random_action, policy_action)
         with jax.named_scope(SCOPES["env"]):
             obs, env_state, reward, terminated, truncated, true_next, stats = vec.step_and_count(
                 key_env, runner.env_state, agent.env_action(action), runner.stats

@@ -45,13 +45,14 @@ class MethodSpec:
     name: str  # a key of ddrl.agents.REGISTRY
     per_bs: bool = False  # one agent per base station
     group_acting: str = "auto"  # how per-BS agents act on a batch: auto | grouped | dense | gather
+    uniform_explore: float = 0.0  # off-policy: share of training actions after warm-up drawn as in warm-up (uniformly)
 
 
 # Method-config keys that are not agent hyper-parameters: read by the trainer (per_bs,
 # group_acting) or by the experiment that builds the environment and tables.
 EVAL_MODES = ("greedy", "sample")
 
-METHOD_KEYS = ("per_bs", "group_acting", "action_space", "label", "views", "decisions_per_slot", "train_view")
+METHOD_KEYS = ("per_bs", "group_acting", "uniform_explore", "action_space", "label", "views", "decisions_per_slot", "train_view")
 
 
 class Trainer(NamedTuple):
@@ -93,7 +94,10 @@ def split_method(algo_cfg: Any) -> tuple[MethodSpec, dict[str, Any]]:
     """(how the method trains, its agent hyper-parameters) from an algo config mapping."""
     items = dict(config_items(algo_cfg))
     method = MethodSpec(name=items["name"], per_bs=bool(items.get("per_bs", False)),
-                        group_acting=str(items.get("group_acting", "auto")))  # fmt: skip
+                        group_acting=str(items.get("group_acting", "auto")),
+                        uniform_explore=float(items.get("uniform_explore", 0.0)))  # fmt: skip
+    if not 0.0 <= method.uniform_explore < 1.0:
+        raise ValueError(f"uniform_explore: {method.uniform_explore} is not in [0, 1)")
     return method, {k: v for k, v in items.items() if k not in METHOD_KEYS}
 
 
@@ -129,6 +133,8 @@ def make_trainer(
         raise ValueError(f"per_bs: {type(env).__name__} has no base stations")
     agent = agents.make_agent(method.name, config, spec, method.per_bs, method.group_acting)
     on_policy_agent = agent.kind == "on_policy"
+    if on_policy_agent and method.uniform_explore:
+        raise ValueError(f"uniform_explore: {method.name} is on-policy; only an off-policy learner can act off its policy")
     vec_steps = config.num_steps if on_policy_agent else max(config.train_every // num_envs, 1)
     steps_per_iteration = vec_steps * num_envs
     num_chunks = max(1, min(num_chunks, int(train_steps) // steps_per_iteration))
@@ -138,7 +144,8 @@ def make_trainer(
         iteration = on_policy.make_iteration(agent, vec, vec_steps)
     else:
         iteration = off_policy.make_iteration(agent, vec, vec_steps, steps_per_iteration,
-                                              config.learning_starts, config.updates_per_train)  # fmt: skip
+                                              config.learning_starts, config.updates_per_train,
+                                              method.uniform_explore)  # fmt: skip
 
     def init(key: jax.Array, hparams: dict | None = None) -> RunnerState:
         key_agent, key_reset, key_run = jax.random.split(key, 3)
