@@ -49,10 +49,11 @@ class MethodSpec:
 
 
 # Method-config keys that are not agent hyper-parameters: read by the trainer (per_bs,
-# group_acting) or by the experiment that builds the environment and tables.
+# group_acting, uniform_explore) or by the experiment that builds the environment and tables.
 EVAL_MODES = ("greedy", "sample")
 
-METHOD_KEYS = ("per_bs", "group_acting", "uniform_explore", "action_space", "label", "views", "decisions_per_slot", "train_view")
+METHOD_KEYS = ("per_bs", "group_acting", "uniform_explore", "action_space", "label", "views", "decisions_per_slot",
+               "train_view")
 
 
 class Trainer(NamedTuple):
