@@ -166,7 +166,7 @@ TRAINER_FIELDS = {
 # Hyper-parameter ranges by name (types come from the agent's Config annotations).
 _UNIT = ("gamma", "gae_lambda", "eps_start", "eps_end", "exploration_fraction", "target_entropy_ratio")
 _RATE = ("tau",)
-_POSITIVE_FLOATS = ("actor_lr", "critic_lr", "alpha_lr", "learning_rate", "clip_eps", "max_grad_norm", "clip_x0")
+_POSITIVE_FLOATS = ("actor_lr", "critic_lr", "alpha_lr", "learning_rate", "clip_eps", "max_grad_norm")
 _ZERO_OK_COUNTS = ("learning_starts", "exploration_start", "exploration_steps")
 
 
@@ -191,6 +191,8 @@ def _hyper_spec(name: str, annotation: Any) -> Spec:
         return Float(0, 1, low_open=True, nullable=nullable)
     if name in _POSITIVE_FLOATS:
         return Float(0, low_open=True, nullable=nullable)
+    if name == "clip_x0":  # a bound on x̂_0; null or inf: none
+        return Float(0, low_open=True, nullable=nullable, finite=False)
     if name in ("target_entropy",):
         return Float(nullable=nullable)
     return Float(0, nullable=nullable)  # weights, coefficients: >= 0

@@ -90,6 +90,28 @@ def test_soft_clip_bounds_x0_and_keeps_a_gradient_where_the_hard_clip_has_none()
             assert float(value) == 4.0 and float(grad) == 0.0
 
 
+def test_a_traced_bound_of_inf_is_no_clip_for_both_clips():
+    """`clip_x0` may be traced (a tuning space searches `choice(3.0, inf)`): ±∞ leaves x̂_0 as the
+    unclipped chain has it, and the soft clip's ∞·tanh(x/∞) = nan is avoided, gradient included."""
+    schedule = make_schedule("vp", 3)
+    eps_fn = lambda x_t, t: 0.3 * x_t - 0.2  # noqa: E731 (x̂_0 ≈ 3, well past a bound of 1)
+
+    @jax.jit
+    def x0_and_grad(bound):
+        def total(shift, soft, clip):
+            shifted = lambda x_t, t: eps_fn(x_t, t) - shift  # noqa: E731
+            return jnp.sum(sample(shifted, schedule, (4,), jax.random.PRNGKey(0), clip_x0=clip, soft_clip=soft))
+        return {(soft, clip is None): jax.value_and_grad(total)(0.0, soft, clip)
+                for soft in (False, True) for clip in (None, bound)}  # fmt: skip
+
+    out = x0_and_grad(jnp.inf)
+    unclipped = out[(False, True)]
+    for soft in (False, True):
+        value, grad = out[(soft, False)]
+        assert float(value) == float(unclipped[0]) and float(grad) == float(unclipped[1])
+    assert float(x0_and_grad(1.0)[(False, False)][0]) <= 4.0 < float(unclipped[0])  # a finite bound does clip
+
+
 def test_gradients_reach_every_denoiser_parameter():
     denoiser, params = _denoiser_and_params()
     schedule = make_schedule("vp", 5)

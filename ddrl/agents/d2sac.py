@@ -10,6 +10,7 @@ is a twin Q-network with Polyak targets; the critic target uses a Polyak target 
 AGOD/D2SAC code (Du et al., TMC 2024) — see conf/algo/d2sac*.yaml.
 """
 import functools
+import math
 from typing import Any
 
 import flax.struct
@@ -43,7 +44,7 @@ class Config:
     target_entropy_ratio: float = 0.7  # target entropy as a share of log|A|
     target_entropy: float | None = None  # absolute target entropy (nats); overrides the ratio
     soft_target: bool = static(True)  # add α·H(π(·|s')) to the critic target
-    clip_x0: float | None = static(3.0)  # clip the predicted x̂_0 to ±clip_x0 (None: off)
+    clip_x0: float | None = 3.0  # clip the predicted x̂_0 to ±clip_x0 (None or inf: off; traced, so searchable)
     soft_clip: bool = static(False)  # clip smoothly, clip_x0·tanh(x̂_0/clip_x0): a gradient beyond the bound
     normalize_q: bool = static(False)  # actor sees Q(s,·) standardised over the actions
     diffusion_steps: int = static(5)  # reverse steps T
@@ -127,12 +128,21 @@ def new_state(cfg: Config, denoiser: Any, actor_params: dict, critic_apply: Any,
         critic_target=critic_params,
         log_alpha=common.create_log_alpha(cfg.alpha, cfg.alpha_lr),
         schedule=make_schedule(cfg.beta_schedule, cfg.diffusion_steps),
-        cfg=common.as_arrays(common.with_target_entropy(cfg, largest_entropy)),
+        cfg=common.as_arrays(common.with_target_entropy(_no_clip_as_inf(cfg), largest_entropy)),
         env_steps=jnp.zeros((), jnp.int32),
         update_count=jnp.zeros((), jnp.int32),
         n_actions=int(n_actions),
         denoiser=denoiser,
     )
+
+
+def _no_clip_as_inf(cfg: Config) -> Config:
+    """A traced `clip_x0` of None (no clip) as ∞: clipping to ±∞ leaves every finite x̂_0 as it
+    is, and the field becomes a number that can be vmapped (a tuning space may search
+    `choice(3.0, inf)`). Subclasses that keep `clip_x0` static keep their None."""
+    if cfg.clip_x0 is None and "clip_x0" in common.traced_fields(type(cfg)):
+        return cfg.replace(clip_x0=math.inf)
+    return cfg
 
 
 def reverse_chain(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
@@ -143,7 +153,10 @@ def reverse_chain(state: AgentState, actor_params: dict, obs: jax.Array, key: ja
     runs network `group[i]`, see `conditioned_denoiser`)."""
     eps_fn = conditioned_denoiser(state.denoiser, actor_params, obs, state.schedule.num_steps, group)
     shape = obs.shape[:-1] + (state.n_actions,)
-    return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=state.cfg.clip_x0,
+    clip_x0 = state.cfg.clip_x0  # traced: stacked agents hold one bound each, row i uses group[i]'s
+    if group is not None and clip_x0 is not None and jnp.ndim(clip_x0) > 0:
+        clip_x0 = clip_x0[group][..., None]
+    return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=clip_x0,
                   noise_free=noise_free, soft_clip=state.cfg.soft_clip)  # fmt: skip
 
 

@@ -180,8 +180,8 @@ def sample(
     `conditioned_denoiser`; `shape` is `batch + (action_dim,)`. The chain starts from
     `x_start` when given (LAD-TS keeps it from the previous decision), otherwise from
     N(0, I). The noise of the T − 1 noisy steps is drawn up front; the final step adds
-    none. `clip_x0` clips the predicted x̂_0 to [−clip_x0, clip_x0] at every step (None: no
-    clipping); with `soft_clip`, smoothly: clip_x0 · tanh(x̂_0 / clip_x0), whose gradient never
+    none. `clip_x0` clips the predicted x̂_0 to [−clip_x0, clip_x0] at every step (None or ∞: no
+    clipping; it may be traced); with `soft_clip`, smoothly: clip_x0 · tanh(x̂_0 / clip_x0), whose gradient never
     vanishes (a hard clip's is zero beyond the bound, so an output pushed past it cannot be
     pulled back by any loss, the entropy bonus included). `noise_free`: the chain's mean path,
     deterministic — x_T = 0 (or `x_start`) and no noise added at any step (`key` is then unused).
@@ -203,8 +203,10 @@ def sample(
             schedule.sqrt_recip_alphas_cumprod[t] * x
             - schedule.sqrt_recipm1_alphas_cumprod[t] * eps
         )
-        if clip_x0 is not None and soft_clip:
-            x0_hat = clip_x0 * jnp.tanh(x0_hat / clip_x0)
+        if clip_x0 is not None and soft_clip:  # a bound of ∞ (no clip) would give ∞·0 = nan, and nan gradients
+            unbounded = jnp.isinf(clip_x0)
+            bound = jnp.where(unbounded, 1.0, clip_x0)
+            x0_hat = jnp.where(unbounded, x0_hat, bound * jnp.tanh(x0_hat / bound))
         elif clip_x0 is not None:
             x0_hat = jnp.clip(x0_hat, -clip_x0, clip_x0)
         mean = schedule.posterior_mean_coef_x0[t] * x0_hat + schedule.posterior_mean_coef_xt[t] * x
