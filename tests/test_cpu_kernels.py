@@ -52,7 +52,13 @@ floats = st.one_of(st.sampled_from([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0]),
                    st.floats(-3, 3, width=32, allow_subnormal=False))  # fmt: skip
 
 
+# A few fixed shapes (one action, two, the 31 subsets, batches): every new shape is a new XLA
+# compilation of both argmaxes, which cost 99 s for 60 random shapes in a CI rehearsal; the
+# values, where ties, infinities and NaNs live, are still searched freely.
+SHAPES = st.sampled_from([(1,), (2,), (31,), (4, 1), (5, 3), (2, 3, 7)])
+
+
 @settings(max_examples=60, deadline=None)
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=40), elements=floats))
+@given(SHAPES.flatmap(lambda shape: hnp.arrays(np.float32, shape, elements=floats)))
 def test_last_axis_argmax_is_jnp_argmax(x):
     np.testing.assert_array_equal(np.asarray(common.last_axis_argmax(x)), np.asarray(jnp.argmax(x, axis=-1)))
