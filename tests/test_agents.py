@@ -117,8 +117,8 @@ DQN_TRACED = {"learning_rate", "weight_decay", "gamma", "tau", "eps_start", "eps
 
 
 @pytest.mark.parametrize("name, traced", [
-    ("dqn", DQN_TRACED), ("topk_dqn", DQN_TRACED), ("sac", SOFT_AC_TRACED), ("d2sac", SOFT_AC_TRACED),
-    ("d2sac_factored", SOFT_AC_TRACED), ("lad_ts", SOFT_AC_TRACED), ("d2sac_set", SOFT_AC_TRACED | {"relax_temperature"}),
+    ("dqn", DQN_TRACED), ("topk_dqn", DQN_TRACED), ("sac", SOFT_AC_TRACED), ("d2sac", SOFT_AC_TRACED | {"clip_x0"}),
+    ("d2sac_factored", SOFT_AC_TRACED | {"clip_x0"}), ("lad_ts", SOFT_AC_TRACED), ("d2sac_set", SOFT_AC_TRACED | {"relax_temperature"}),
     ("ppo", {"learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef"}),
 ])  # fmt: skip
 def test_traced_config_fields_are_the_numeric_hyperparameters(name, traced):
