@@ -33,9 +33,9 @@ def main() -> None:
     if agents.update_count.ndim == 1:  # one agent for all BSs: a group axis of 1
         agents, buffers = jax.tree.map(lambda leaf: leaf[:, None], (agents, buffers))
     num_seeds, num_groups = agents.update_count.shape[:2]
-    # clip_x0 is traced: one bound per seed and BS agent (all equal within a run); None or inf: off
-    bounds = np.broadcast_to(np.asarray(np.inf if agents.cfg.clip_x0 is None else agents.cfg.clip_x0, np.float32),
-                             (num_seeds, num_groups))  # fmt: skip
+    # clip_x0 is traced: one bound per seed and BS agent (all equal within a run); inf: off (a state holds
+    # a configured None as inf)
+    bounds = np.broadcast_to(np.asarray(agents.cfg.clip_x0, np.float32), (num_seeds, num_groups))
     if not np.isfinite(bounds).all():
         raise SystemExit(f"{args.method}: clip_x0 is off, nothing to saturate")
     key = jax.random.PRNGKey(0)
