@@ -134,10 +134,23 @@ def _finite(value: Any, path: str, non_finite: dict[str, str]) -> Any:
 # ----------------------------------------------------------------------------- the config hash
 
 
+def non_finite_as_text(value: Any) -> Any:
+    """A config with its non-finite floats as the text "inf", "-inf" or "nan" (e.g. `clip_x0:
+    .inf`), so it survives strict JSON in the manifest and hashes the same before and after."""
+    if isinstance(value, dict):
+        return {k: non_finite_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [non_finite_as_text(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+
 def result_config(config: dict[str, Any], excludes: tuple[str, ...] | list[str] = NON_RESULT_KEYS) -> dict[str, Any]:
     """The resolved config without the keys that never change a number of the run (a dotted
     key names a nested one: `trainer.checkpoint_every_s`)."""
-    kept = copy.deepcopy({k: v for k, v in config.items() if k != "hydra"})
+    kept = non_finite_as_text(copy.deepcopy({k: v for k, v in config.items() if k != "hydra"}))
     for path in excludes:
         *parents, leaf = path.split(".")
         node = kept
@@ -327,7 +340,7 @@ def start(run_dir: Path | str, config: dict[str, Any], overrides: list[str], res
         "python": platform.python_version(),
         "packages": package_versions(),
         "earlier": _earlier_runs(earlier),
-        "config": config,
+        "config": non_finite_as_text(config),
     }
     write_manifest(run_dir, manifest)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))

@@ -37,6 +37,16 @@ def test_the_hash_ignores_what_never_changes_a_number():
     assert provenance.differing_keys(CONFIG, changed) == ["methods.d2sac.gamma: 0.95 -> 0.5", "trainer.num_envs: 32 -> 16"]
 
 
+def test_a_config_with_an_infinite_value_hashes_the_same_after_the_manifest_round_trip(tmp_path):
+    config = _with(methods__d2sac__clip_x0=math.inf)  # e.g. conf/algo/ddrl_amsa_tuned.yaml's `clip_x0: .inf`
+    manifest = provenance.start(tmp_path, config, [], resume=False)
+    stored = provenance.read_manifest(tmp_path)
+    assert stored["config"]["methods"]["d2sac"]["clip_x0"] == "inf"
+    assert provenance.config_hash(stored["config"]) == manifest["config_hash"] == provenance.config_hash(config)
+    assert provenance.differing_keys(stored["config"], config) == []
+    assert provenance.config_hash(_with(methods__d2sac__clip_x0=3.0)) != manifest["config_hash"]
+
+
 def test_claims(tmp_path):
     run_dir = tmp_path / "run"
     earlier = provenance.claim(run_dir, CONFIG, resume=False)
