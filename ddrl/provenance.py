@@ -28,7 +28,6 @@ Infinity: a non-finite number becomes null, its path and value listed under `non
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import errno
 import fcntl
@@ -116,41 +115,36 @@ def strict_json(data: Any) -> str:
     return json.dumps(plain, indent=2, allow_nan=False)
 
 
-def _finite(value: Any, path: str, non_finite: dict[str, str]) -> Any:
+def _finite(value: Any, path: str, non_finite: dict[str, str], as_text: bool = False) -> Any:
+    """`value` with each non-finite float replaced by None (or by its text, "inf", "-inf",
+    "nan", with `as_text`), its path recorded in `non_finite`."""
     if isinstance(value, dict):
-        return {k: _finite(v, f"{path}.{k}" if path else str(k), non_finite) for k, v in value.items()}
+        return {k: _finite(v, f"{path}.{k}" if path else str(k), non_finite, as_text) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v, f"{path}[{i}]", non_finite) for i, v in enumerate(value)]
+        return [_finite(v, f"{path}[{i}]", non_finite, as_text) for i, v in enumerate(value)]
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars
         value = value.item()
     if hasattr(value, "tolist"):  # numpy arrays
-        return _finite(value.tolist(), path, non_finite)
+        return _finite(value.tolist(), path, non_finite, as_text)
     if isinstance(value, float) and not math.isfinite(value):
         non_finite[path] = str(value)
-        return None
+        return str(value) if as_text else None
     return value
 
 
 # ----------------------------------------------------------------------------- the config hash
 
 
-def non_finite_as_text(value: Any) -> Any:
-    """A config with its non-finite floats as the text "inf", "-inf" or "nan" (e.g. `clip_x0:
-    .inf`), so it survives strict JSON in the manifest and hashes the same before and after."""
-    if isinstance(value, dict):
-        return {k: non_finite_as_text(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [non_finite_as_text(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
+def non_finite_as_text(config: dict[str, Any]) -> dict[str, Any]:
+    """A (new) config with its non-finite floats as the text "inf", "-inf" or "nan" (e.g.
+    `clip_x0: .inf`), so it survives strict JSON in the manifest and hashes the same after."""
+    return _finite(config, "", {}, as_text=True)
 
 
 def result_config(config: dict[str, Any], excludes: tuple[str, ...] | list[str] = NON_RESULT_KEYS) -> dict[str, Any]:
     """The resolved config without the keys that never change a number of the run (a dotted
     key names a nested one: `trainer.checkpoint_every_s`)."""
-    kept = non_finite_as_text(copy.deepcopy({k: v for k, v in config.items() if k != "hydra"}))
+    kept = non_finite_as_text({k: v for k, v in config.items() if k != "hydra"})  # new dicts: popping below edits no caller's
     for path in excludes:
         *parents, leaf = path.split(".")
         node = kept
