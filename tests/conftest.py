@@ -46,34 +46,35 @@ def pytest_unconfigure(config):
     if _SESSION_CACHE is not None:
         shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
+
 # The modules that take longest, longest first (`pytest --durations=0`, seconds summed per
-# module, on 2026-12-03). pytest-xdist's loadscope hands whole modules to the workers, by
-# default the modules with the most tests first, so the few-test, long modules (the CLI smoke
-# runs of test_experiments*.py) came last and one worker ran them alone while the other had
-# finished (28 min 22 s for 2939 s of tests on two workers). `--no-loadscope-reorder`
-# (pyproject.toml) keeps the collection order, which this hook sets: the longest modules first,
-# so the short ones fill the end. Only the order changes; a module not named keeps its place
-# after these.
+# module, on 2026-12-04, before the session cache). pytest-xdist's loadscope hands whole
+# modules to the workers, by default the modules with the most tests first, so the few-test,
+# long modules (the CLI smoke runs of test_experiments*.py) came last and one worker ran them
+# alone while the other had finished (28 min 22 s for 2939 s of tests on two workers).
+# `--no-loadscope-reorder` (pyproject.toml) keeps the collection order, which this hook sets:
+# the longest modules first, so the short ones fill the end. Only the order changes; a module
+# not named keeps its place after these.
 LONGEST_MODULES_FIRST = (
     "test_experiments_mec.py",
-    "test_scale.py",
-    "test_experiments.py",
-    "test_mec_agents.py",
-    "test_tuning.py",
-    "test_tune.py",
     "test_set_actor.py",
+    "test_scale.py",
+    "test_tune.py",
+    "test_tuning.py",
+    "test_mec_agents.py",
     "test_experiments_workers.py",
-    "test_run_integrity.py",
+    "test_experiments.py",
     "test_hpsearch.py",
     "test_run.py",
+    "test_run_integrity.py",
     "test_sweeps.py",
-    "test_train.py",
-    "test_schedulers.py",
     "test_agents.py",
+    "test_train.py",
     "test_experiments_trace.py",
     "test_eval_modes.py",
-    "test_validation.py",
     "test_experiments_ats.py",
+    "test_validation.py",
+    "test_schedulers.py",
     "test_console.py",
 )
 
