@@ -248,6 +248,7 @@ SCHEDULING = {
     "yardstick": OPT_STR,
     "headline": STR,
     "compare_to": Map(item=Float(nullable=True), nullable=True),
+    "compared_by": Map(item=STR, nullable=True),  # baseline -> our method set against it (default: headline)
     "claim": OPT_STR,
     "reference_view": OPT_STR,
     "reference": Map(item=Float(0, low_open=True), nullable=True),
@@ -376,10 +377,13 @@ def _check_selection(config: dict[str, Any], runner: str) -> None:
         value = config.get(name)
         if value is not None and value not in methods:
             raise ConfigError(name, f"{value!r} is not one of the methods {methods}")
-    for name in ("compare_to", "reference", "published_env", "fallbacks"):
+    for name in ("compare_to", "compared_by", "reference", "published_env", "fallbacks"):
         for key in config.get(name) or {}:
             if key not in methods:
                 raise ConfigError(f"{name}.{key}", f"{key!r} is not one of the methods {methods}")
+    for key, ours in (config.get("compared_by") or {}).items():
+        if ours not in methods:
+            raise ConfigError(f"compared_by.{key}", f"{ours!r} is not one of the methods {methods}")
     reference_view = config.get("reference_view")
     if reference_view is not None and reference_view not in views:
         raise ConfigError("reference_view", f"unknown view {reference_view!r}; expected one of {views} or null")

@@ -71,3 +71,22 @@ def test_experiment_config_errors_stop_before_training(tmp_path):
     assert result.returncode == 2 and "views" in result.stderr and "dirty" in result.stderr
     result = run_cli("+experiment=ats", "only=[lad]", run_dir=tmp_path / "bad2")
     assert result.returncode == 2 and "only" in result.stderr
+
+
+def test_a_tuned_baseline_is_compared_with_our_tuned_method_and_the_rest_with_the_headline():
+    from omegaconf import OmegaConf
+
+    from ddrl.experiments.tables import comparisons
+
+    def row(per_seed, mode="greedy"):
+        return {"eval_mode": mode, "per_seed_make_span": per_seed, "modes": {mode: {"per_seed_make_span": per_seed}}}
+
+    cfg = OmegaConf.create({"headline": "ours", "compare_to": {"base": -10.0, "base_tuned": -10.0},
+                            "compared_by": {"base_tuned": "ours_tuned"}})  # fmt: skip
+    results = {"clean": {"ours": row([0.9, 0.9], "sample"), "ours_tuned": row([0.8, 0.8], "sample"),
+                         "base": row([1.0, 1.0]), "base_tuned": row([1.0, 1.0])}}  # fmt: skip
+    pairs = {(r["method"], r["baseline"]): r["relative_pct"] for r in comparisons(cfg, results)}
+    assert pairs.keys() == {("ours", "base"), ("ours_tuned", "base_tuned")}
+    assert np.isclose(pairs[("ours", "base")], -10.0) and np.isclose(pairs[("ours_tuned", "base_tuned")], -20.0)
+    del results["clean"]["ours_tuned"]  # not run (e.g. `only=`): its comparisons are left out, not made with another
+    assert [(r["method"], r["baseline"]) for r in comparisons(cfg, results)] == [("ours", "base")]
