@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from cli import ROOT, run_cli
+from ddrl.experiments.tables import comparisons
 
 
 def test_amsa_smoke_trains_per_bs_agents_and_writes_the_table(tmp_path):
@@ -74,10 +76,6 @@ def test_experiment_config_errors_stop_before_training(tmp_path):
 
 
 def test_a_tuned_baseline_is_compared_with_our_tuned_method_and_the_rest_with_the_headline():
-    from omegaconf import OmegaConf
-
-    from ddrl.experiments.tables import comparisons
-
     def row(per_seed, mode="greedy"):
         return {"eval_mode": mode, "per_seed_make_span": per_seed, "modes": {mode: {"per_seed_make_span": per_seed}}}
 

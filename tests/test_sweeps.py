@@ -2,7 +2,8 @@
 
 The runs are the cheapest there are (the myopic scheduler, 5 slots, 2 seeds, 1 episode), in
 subprocesses as a user would start them. They sweep the base seed, which leaves the compiled
-program unchanged, and share one persistent JAX compilation cache: only the first run compiles.
+program unchanged, and share the session's JAX compilation cache (tests/conftest.py), warmed by
+one run: only that run compiles.
 """
 
 from __future__ import annotations
@@ -22,22 +23,17 @@ CHEAP = ("method=optimal_myopic", "env.num_slots=5", "budget=smoke", "budget.see
 
 
 @pytest.fixture(scope="module")
-def jax_cache(tmp_path_factory) -> Path:
-    """A persistent JAX compilation cache, warmed by one cheap run (compiling is most of a run's cost)."""
-    cache = tmp_path_factory.mktemp("jax_cache")
-    warm = run_module("ddrl.run", *CHEAP, "logger=none", f"hydra.run.dir={cache.parent / 'warm'}", cache=cache)
+def warm_cache(tmp_path_factory) -> None:
+    """The session's compilation cache warmed by one cheap run (compiling is most of a run's cost)."""
+    warm = run_module("ddrl.run", *CHEAP, "logger=none", f"hydra.run.dir={tmp_path_factory.mktemp('warm') / 'run'}")
     assert warm.returncode == 0, warm.stderr[-3000:]
-    return cache
 
 
-def run_module(module: str, *args: str, cache: Path, extra_env: dict[str, str] | None = None,
+def run_module(module: str, *args: str, extra_env: dict[str, str] | None = None,
                timeout: int = 600) -> subprocess.CompletedProcess:
     """`python -m MODULE ARGS` from the repository root, output captured as text."""
     env = {
-        **os.environ,
-        "JAX_COMPILATION_CACHE_DIR": str(cache),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        **os.environ,  # the session's compilation cache among them
         "WANDB_SILENT": "true",
         "WANDB_MODE": "offline",  # whatever the environment says: no network in tests
         **(extra_env or {}),
@@ -53,10 +49,10 @@ def summaries(sweep_dir: Path) -> list[dict]:
 # ----------------------------------------------------------------------------- multiruns
 
 
-def test_multirun_writes_one_summary_per_job_and_one_report(tmp_path, jax_cache):
+def test_multirun_writes_one_summary_per_job_and_one_report(tmp_path, warm_cache):
     sweep = tmp_path / "2026-11-27" / "08-00-00"
     result = run_module("ddrl.run", "-m", *CHEAP, "seed=1,2", "logger=wandb",
-                        f"hydra.sweep.dir={sweep}", cache=jax_cache)  # fmt: skip
+                        f"hydra.sweep.dir={sweep}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     found = summaries(sweep)
     assert len(found) == 2
@@ -64,7 +60,7 @@ def test_multirun_writes_one_summary_per_job_and_one_report(tmp_path, jax_cache)
     # offline W&B runs land in each job's wandb/ folder, ready for `wandb sync`
     assert len(list(sweep.glob("*/wandb/offline-run-*"))) == 2
 
-    report = run_module("ddrl.report", str(sweep), cache=jax_cache)
+    report = run_module("ddrl.report", str(sweep))
     assert report.returncode == 0, report.stderr
     rows = (sweep / "report.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("run,overrides,seed,method")
@@ -73,21 +69,21 @@ def test_multirun_writes_one_summary_per_job_and_one_report(tmp_path, jax_cache)
     assert table.count("| optimal_myopic |") == 2
 
 
-def test_submitit_local_launcher_runs_each_job(tmp_path, jax_cache):
+def test_submitit_local_launcher_runs_each_job(tmp_path, warm_cache):
     sweep = tmp_path / "local"
     result = run_module("ddrl.run", "-m", "hydra/launcher=local", *CHEAP, "logger=none",
-                        "seed=1,2", f"hydra.sweep.dir={sweep}", cache=jax_cache)  # fmt: skip
+                        "seed=1,2", f"hydra.sweep.dir={sweep}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(summaries(sweep)) == 2
     assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # the jobs ran through submitit
 
 
-def test_broken_wandb_does_not_stop_a_run(tmp_path, jax_cache):
+def test_broken_wandb_does_not_stop_a_run(tmp_path, warm_cache):
     fake = tmp_path / "fake_site" / "wandb"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("def init(**kwargs):\n    raise ConnectionError('W&B unreachable')\n")
     run_dir = tmp_path / "run"
-    result = run_module("ddrl.run", *CHEAP, "logger=wandb", f"hydra.run.dir={run_dir}", cache=jax_cache,
+    result = run_module("ddrl.run", *CHEAP, "logger=wandb", f"hydra.run.dir={run_dir}",
                         extra_env={"PYTHONPATH": str(fake.parent)})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Weights & Biases disabled (ConnectionError: W&B unreachable)" in result.stderr

@@ -29,13 +29,13 @@ def comparisons(cfg: DictConfig, results: dict) -> list[dict[str, Any]]:
     compared_by = cfg.get("compared_by") or {}
     pairs = list((cfg.get("compare_to") or {}).items())
     for view, view_rows in results.items():
-        against = [(view, view_rows, baseline, paper, view_rows.get(baseline)) for baseline, paper in pairs]
+        against = [(view, baseline, paper, view_rows.get(baseline)) for baseline, paper in pairs]
         if view == "fidelity" and "published" in results:  # ours on own env vs baselines as published
-            against += [("fidelity vs published copies", view_rows, baseline, paper, results["published"].get(baseline))
+            against += [("fidelity vs published copies", baseline, paper, results["published"].get(baseline))
                         for baseline, paper in pairs]  # fmt: skip
-        for label, our_rows, baseline, paper, other in against:
+        for label, baseline, paper, other in against:
             method = compared_by.get(baseline, cfg.headline)
-            ours = our_rows.get(method)
+            ours = view_rows.get(method)
             if other is None or ours is None:
                 continue
             for mode, evaluated in _modes(ours).items():
