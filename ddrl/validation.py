@@ -279,7 +279,7 @@ TUNING = {
     "tunes": STR,  # the experiment whose method configs are tuned (amsa, ats)
     "tune": Map({
         "methods": List(STR, nonempty=True), "settings": Int(1, 100_000), "validation_seeds": Int(1, MAX_SEEDS),
-        "test_seed_offset": Int(1, 2**30), "draw_seed": Int(0, 2**31 - 1),
+        "test_seed_offset": Int(1, 2**30), "draw_seed": Int(0, 2**31 - 1), "reference": OPT_STR,
         "spaces": Map(item=Map(item=ANY, nullable=True)), "eval_mode": Map(item=Choice("greedy", "sample")),
     }),
 }  # fmt: skip

@@ -54,6 +54,9 @@ def test_a_log_dimension_near_its_bounds_stays_inside_them():
     ("+tune.spaces.amcoedge.hidden=5", "tune.spaces.amcoedge.hidden", "cannot vmap"),
     ("tune.eval_mode.amcoedge=argmax", "tune.eval_mode.amcoedge", "argmax"),
     ("tune.eval_mode.amcoedge=sample", "tune.eval_mode.amcoedge", "no sampled policy"),
+    ("views=[clean,fidelity]", "views", "on one view"),
+    ("tune.reference=amcoedge", "tune.reference", "is a learner"),
+    ("tune.reference=nosuch", "tune.reference", "unknown method 'nosuch'"),
 ])  # fmt: skip
 def test_bad_tuning_config_stops_with_one_line_naming_the_field(tmp_path, monkeypatch, override, field, words):
     monkeypatch.chdir(tmp_path)
@@ -98,3 +101,11 @@ def test_tune_amsa_smoke_gives_every_method_the_same_trials_and_writes_the_tuned
     assert changes == {(ours, "amcoedge", theirs) for ours in settings["ddrl_amsa"] for theirs in settings["amcoedge"]}
     assert all(c["ci95_low"] <= c["relative_pct"] <= c["ci95_high"] for c in summary["comparisons"])
     assert "| ddrl_amsa (published) | amcoedge (published) |" in table
+    reference = summary["reference"]  # optimal_myopic on the same test seeds and episodes
+    assert reference["name"] == "optimal_myopic" and len(reference["per_seed_make_span"]) == 2
+    for row in searches.values():
+        for setting in ("published", "tuned"):
+            point, low, high = row[setting]["gap_to_reference_pct"]
+            ours, theirs = np.mean(row[setting]["per_seed_make_span"]), np.mean(reference["per_seed_make_span"])
+            assert point == pytest.approx(100 * (ours - theirs) / theirs) and low <= point <= high
+    assert "gap to optimal_myopic (95 % CI)" in table and "| optimal_myopic (reference) | rule |" in table

@@ -392,7 +392,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             budget_notes[view] = (f"{setup.train_steps:,} environment steps (≈ {setup.episodes:g} episodes of "
                                   f"≈ {setup.decisions_per_episode:,.0f} decisions) per seed")  # fmt: skip
             if step.action == "evaluate":
-                row = _evaluate_scheduler(setup.env, setup.params, method, eval_key, num_seeds, eval_episodes,
+                row = evaluate_scheduler(setup.env, setup.params, method, eval_key, num_seeds, eval_episodes,
                                           bool(cfg.get("decision_time", True)))  # fmt: skip
             elif step.action == "transfer":
                 row = _evaluate_transferred(cfg, setup, trained_agents[(str(method.train_view), key)], eval_key,
@@ -588,7 +588,8 @@ def milp_yardstick(cfg: DictConfig) -> dict[str, Any]:
             "wall_s": time.perf_counter() - started}  # fmt: skip
 
 
-def _evaluate_scheduler(env, params, method, key, num_seeds, eval_episodes, timed=True) -> dict[str, Any]:
+def evaluate_scheduler(env, params, method, key, num_seeds, eval_episodes, timed=True) -> dict[str, Any]:
+    """A rule scheduler on `num_seeds` × `eval_episodes` episodes of `key`: its metric row."""
     from ddrl.evaluate import evaluate
 
     policy = make_scheduler(method.name, env)

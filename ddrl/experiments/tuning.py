@@ -13,14 +13,17 @@ comparison. Here every method in `tune.methods` is tuned by the same procedure a
    (`ddrl.hpsearch.search_settings`).
 2. Train and select. Every setting trains `tune.validation_seeds` seeds (base `seed`) for the
    episode budget of the tuned experiment (`tunes`: amsa or ats; `budget.episodes` or
-   `default_episodes`, in environment steps of the clean view of its scenario, slot schedule
-   and ε ramp converted as there).
+   `default_episodes`, in environment steps of the tuning's view of its scenario, slot schedule
+   and ε ramp converted as there). The view is the experiment's one entry of `views` (`clean`
+   by default; `views=[fidelity]` tunes every method on the authors' simulator).
    Each seed's trained agents play `eval_episodes` evaluation episodes (the same episodes for
    every setting); the setting with the lowest mean make-span over the validation seeds is
    chosen (ties: the lower index, so the published setting wins a tie).
 3. Test. The chosen and the published settings are retrained on `budget.seeds` fresh seeds
    (base `seed + tune.test_seed_offset`, disjoint from the validation seeds) and evaluated on
-   fresh episodes; results.md reports both, make-span ± 95 % CI over the test seeds.
+   fresh episodes; results.md reports both, make-span ± 95 % CI over the test seeds, and each
+   one's gap to the reference scheduler `tune.reference` (e.g. optimal_myopic) played on the
+   same test seeds and episodes.
 
 Every method gets the same settings × validation seeds × episodes (checked before anything
 trains, recorded in summary.json as `trials`). The evaluated policy is `tune.eval_mode.<method>`:
@@ -55,7 +58,6 @@ from ddrl.provenance import atomic_write_text
 from ddrl.stats import mean_ci, relative_difference
 from ddrl.training import EVAL_MODES
 
-VIEW = "clean"  # the environment view every method trains and is evaluated on
 SIGNIFICANT_DIGITS = 4  # drawn floats are rounded to this many, so that the files show what was trained
 
 
@@ -173,6 +175,41 @@ class TrialBudget:
         return self.runs * self.env_steps
 
 
+def tuning_view(cfg: DictConfig) -> str:
+    """The one view every method trains and is evaluated on: the experiment's `views` entry."""
+    views = list(cfg.get("views") or [])
+    if len(views) != 1:
+        raise ConfigError("views", f"the tuning protocol trains and evaluates every method on one view; got {views}")
+    return str(views[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferencePlan:
+    """The scheduler every tested setting is set beside (`tune.reference`), in the tuning's view."""
+
+    key: str
+    method: DictConfig
+    env: Any
+    env_params: Any
+
+
+def plan_reference(cfg: DictConfig, view: str) -> ReferencePlan | None:
+    """`tune.reference` checked and built (None when unset); a ConfigError naming it otherwise."""
+    key = cfg.tune.get("reference")
+    if key is None:
+        return None
+    if key not in cfg.methods:
+        raise ConfigError("tune.reference", f"unknown method {key!r}; the experiment's methods: {list(cfg.methods)}")
+    method = cfg.methods[key]
+    if method.get("kind") != "scheduler":
+        raise ConfigError("tune.reference", f"{key!r} is a learner; the reference is a rule scheduler (e.g. optimal_myopic)")
+    env_cfg = scheduling.view_env_config(cfg, view, key)
+    if env_cfg is None:
+        raise ConfigError(f"methods.{key}.views", f"{key!r} does not run in the {view} view")
+    setup = scheduling.setup_method(cfg, method, env_cfg)
+    return ReferencePlan(str(key), method, setup.env, setup.params)
+
+
 @dataclasses.dataclass
 class MethodPlan:
     """One method's search: its config for this env and budget, its space and settings."""
@@ -198,6 +235,7 @@ def plan_methods(cfg: DictConfig) -> list[MethodPlan]:
         raise ConfigError("tune.settings", f"must be >= 1, got {tune_cfg.settings}")
     spaces = tune_cfg.get("spaces") or {}
     modes = tune_cfg.get("eval_mode") or {}
+    view = tuning_view(cfg)
     plans = []
     for key in methods:
         if key not in cfg.methods:
@@ -212,9 +250,9 @@ def plan_methods(cfg: DictConfig) -> list[MethodPlan]:
             raise ConfigError(f"tune.eval_mode.{key}", f"expected one of {list(EVAL_MODES)}, got {mode!r}")
         if mode == "sample" and not agents.get(method.name).SAMPLED_POLICY:
             raise ConfigError(f"tune.eval_mode.{key}", f"{method.name} has no sampled policy (ε-greedy on Q); use greedy")
-        env_cfg = scheduling.view_env_config(cfg, VIEW, key)
+        env_cfg = scheduling.view_env_config(cfg, view, key)
         if env_cfg is None:
-            raise ConfigError(f"methods.{key}.views", f"{key!r} does not run in the {VIEW} view")
+            raise ConfigError(f"methods.{key}.views", f"{key!r} does not run in the {view} view")
         setup = scheduling.setup_method(cfg, method, env_cfg)
         env, params, train_steps, episodes = setup.env, setup.params, setup.train_steps, setup.episodes
         algo_cfg = OmegaConf.to_container(setup.method, resolve=True)
@@ -242,6 +280,7 @@ def validate(cfg: DictConfig) -> None:
     """The scheduling checks (methods, views, envs), then the search of every method."""
     scheduling.validate(cfg)
     plan_methods(cfg)
+    plan_reference(cfg, tuning_view(cfg))
 
 
 # ----------------------------------------------------------------------------- training and evaluation
@@ -308,6 +347,8 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     """Search, select on validation seeds, retest chosen and published on test seeds; write tables."""
     run_dir = pathlib.Path(run_dir)
     plans = plan_methods(cfg)
+    view = tuning_view(cfg)
+    reference_plan = plan_reference(cfg, view)
     seed = int(cfg.seed)
     test_seed = seed + int(cfg.tune.test_seed_offset)
     num_test_seeds = int(cfg.budget.seeds)
@@ -315,6 +356,13 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     num_chunks = int(cfg.budget.get("num_chunks") or cfg.trainer.num_chunks)
     validation_key = jax.random.fold_in(jax.random.PRNGKey(seed), 10_000)
     test_key = jax.random.fold_in(jax.random.PRNGKey(test_seed), 10_000)
+    reference = None
+    if reference_plan is not None:  # a rule: seconds; first, so that a failure costs no training
+        reference = scheduling.evaluate_scheduler(reference_plan.env, reference_plan.env_params, reference_plan.method,
+                                                  test_key, num_test_seeds, eval_episodes, timed=False)  # fmt: skip
+        reference = {"name": reference_plan.key, **{k: reference[k] for k in
+                     ("make_span", "failure_rate", "per_seed_make_span", "eval_mode")}}  # fmt: skip
+        print(f"reference {reference_plan.key} on the test seeds: {fmt_mean_ci(reference['make_span'])} s", flush=True)
     rows = []
     for number, plan in enumerate(plans, 1):
         budget = plan.budget
@@ -332,17 +380,17 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
             plan, [plan.settings[0], plan.settings[chosen]], num_test_seeds, test_seed, test_key, eval_episodes,
             cfg.trainer.num_envs, num_chunks,
         )  # fmt: skip
-        rows.append(_method_row(plan, validation, scores, chosen, test, mode, search_cost, test_cost))
+        rows.append(_method_row(plan, validation, scores, chosen, test, mode, search_cost, test_cost, reference))
     for plan, row in zip(plans, rows, strict=True):  # once every method has finished: an interrupted run leaves none
-        _write_tuned(run_dir / "tuned" / f"{plan.key}.yaml", plan, row, cfg)
-    header = _header(cfg, plans, rows, eval_episodes, num_test_seeds, test_seed)
+        _write_tuned(run_dir / "tuned" / f"{plan.key}.yaml", plan, row, cfg, view)
+    header = _header(cfg, plans, rows, eval_episodes, num_test_seeds, test_seed, view)
     changes = tuned_comparisons(rows, str(cfg.headline), dict(cfg.get("compare_to") or {}))
-    table = header + _table(rows) + comparisons_table(changes)
+    table = header + _table(rows, reference) + comparisons_table(changes)
     atomic_write_text(run_dir / "results.md", table)
     print(table)
     return {
         "methods": [
-            {"name": row["name"], "setting": setting, "view": VIEW, "metric": "make_span",
+            {"name": row["name"], "setting": setting, "view": view, "metric": "make_span",
              "mean": row[setting]["make_span"][0], "ci95": row[setting]["make_span"][1], "seeds": num_test_seeds,
              "failure_rate": row[setting]["failure_rate"][0], "hyper_parameters": row[setting]["hyper_parameters"]}
             for row in rows for setting in ("tuned", "published")  # tuned first: ddrl.run's objective reads it
@@ -352,20 +400,25 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
         "validation_seed_base": seed,
         "test_seed_base": test_seed,
         "eval_episodes": eval_episodes,
-        "view": VIEW,
+        "view": view,
+        "reference": reference,
         "observation": str(cfg.env.get("observation", "authors")),
     }
 
 
 def _method_row(plan: MethodPlan, validation: Evaluation, scores: np.ndarray, chosen: int, test: Evaluation,
-                mode: str, search_cost: dict[str, float], test_cost: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+                mode: str, search_cost: dict[str, float], test_cost: dict[str, float],
+                reference: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     budget = plan.budget
 
     def tested(index: int) -> dict[str, Any]:  # index 0: published, 1: tuned (the test program's order)
-        return {"make_span": tuple(float(x) for x in mean_ci(test.make_span[index])),
-                "failure_rate": tuple(float(x) for x in mean_ci(test.failure_rate[index])),
-                "per_seed_make_span": test.make_span[index].tolist(),
-                "hyper_parameters": dict(plan.settings[0 if index == 0 else chosen])}  # fmt: skip
+        result = {"make_span": tuple(float(x) for x in mean_ci(test.make_span[index])),
+                  "failure_rate": tuple(float(x) for x in mean_ci(test.failure_rate[index])),
+                  "per_seed_make_span": test.make_span[index].tolist(),
+                  "hyper_parameters": dict(plan.settings[0 if index == 0 else chosen])}  # fmt: skip
+        if reference is not None:  # same test seeds and episodes: % above the reference, 95 % bootstrap interval
+            result["gap_to_reference_pct"] = relative_difference(test.make_span[index], reference["per_seed_make_span"])
+        return result
 
     return {
         "name": plan.key,
@@ -394,13 +447,13 @@ def _format_setting(setting: Mapping[str, Any]) -> str:
 
 
 def _header(cfg: DictConfig, plans: list[MethodPlan], rows: list[dict[str, Any]], eval_episodes: int,
-            num_test_seeds: int, test_seed: int) -> str:  # fmt: skip
+            num_test_seeds: int, test_seed: int, view: str) -> str:  # fmt: skip
     budget = plans[0].budget
     modes = ", ".join(f"{row['name']} {row['eval_mode']}" for row in rows)
     trained = ", ".join(f"{row['name']} {row['trials']['trained_env_steps_per_run']:,}" for row in rows)
     return (
         f"# Tuned vs published settings (scenario {cfg.env.scenario})\n\n"
-        f"- environment: view `{VIEW}` of scenario `{cfg.env.scenario}`, observation `{cfg.env.get('observation')}`\n"
+        f"- environment: view `{view}` of scenario `{cfg.env.scenario}`, observation `{cfg.env.get('observation')}`\n"
         f"- budget per run: ≈ {budget.episodes:g} episodes = {budget.env_steps:,} environment steps "
         f"(trained, whole iterations: {trained})\n"
         f"- search per method: {budget.settings} settings (setting 0 the published one) × "
@@ -413,9 +466,10 @@ def _header(cfg: DictConfig, plans: list[MethodPlan], rows: list[dict[str, Any]]
     )
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| method | setting | make-span (s) | failure rate | validation make-span (s) | hyper-parameters |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+def _table(rows: list[dict[str, Any]], reference: dict[str, Any] | None = None) -> str:
+    gap = f" gap to {reference['name']} (95 % CI) |" if reference else ""
+    lines = [f"| method | setting | make-span (s) | failure rate |{gap} validation make-span (s) | hyper-parameters |",
+             "|---|---|---|---|" + ("---|" if reference else "") + "---|---|"]  # fmt: skip
     for row in rows:
         for setting in ("published", "tuned"):
             tested = row[setting]
@@ -423,9 +477,16 @@ def _table(rows: list[dict[str, Any]]) -> str:
             which = setting
             if setting == "tuned":
                 which = f"tuned (setting {row['chosen_index']})" if row["chosen_index"] else "tuned (= published)"
+            gap_cell = ""
+            if reference:
+                point, low, high = tested["gap_to_reference_pct"]
+                gap_cell = f" {point:+.2f} % [{low:+.2f}, {high:+.2f}] |"
             lines.append(f"| {name} | {which} | {fmt_mean_ci(tested['make_span'])} | "
-                         f"{tested['failure_rate'][0]:.4f} | {row['validation_make_span'][setting]:.4f} | "
+                         f"{tested['failure_rate'][0]:.4f} |{gap_cell} {row['validation_make_span'][setting]:.4f} | "
                          f"{_format_setting(tested['hyper_parameters'])} |")  # fmt: skip
+    if reference:
+        lines.append(f"| {reference['name']} (reference) | {reference['eval_mode']} | "
+                     f"{fmt_mean_ci(reference['make_span'])} | {reference['failure_rate'][0]:.4f} | | | |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -471,7 +532,7 @@ def comparisons_table(changes: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_tuned(path: pathlib.Path, plan: MethodPlan, row: dict[str, Any], cfg: DictConfig) -> None:
+def _write_tuned(path: pathlib.Path, plan: MethodPlan, row: dict[str, Any], cfg: DictConfig, view: str) -> None:
     """The chosen setting as an algo config: conf/algo/<method>.yaml's values with these overrides."""
     budget = plan.budget
     chosen = plan.settings[row["chosen_index"]]
@@ -482,7 +543,7 @@ def _write_tuned(path: pathlib.Path, plan: MethodPlan, row: dict[str, Any], cfg:
         f"# setting {row['chosen_index']} of {budget.settings} drawn from tune.spaces.{plan.key} (draw seed "
         f"{int(cfg.tune.draw_seed)}; setting 0 = published),",
         f"# lowest mean make-span over {budget.validation_seeds} validation seeds (base seed {int(cfg.seed)}) at "
-        f"≈ {budget.episodes:g} episodes ({budget.env_steps:,} env steps) per run on the {VIEW} view.",
+        f"≈ {budget.episodes:g} episodes ({budget.env_steps:,} env steps) per run on the {view} view.",
         f"# Validation make-span {row['validation_make_span']['tuned']:.4f} s (published "
         f"{row['validation_make_span']['published']:.4f} s). Overrides of methods.{plan.key}:",
         f"#   python -m ddrl.run +experiment={cfg.tunes} "
