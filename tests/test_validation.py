@@ -36,6 +36,9 @@ def test_bad_value_is_refused_with_one_line_naming_the_field(tmp_path, monkeypat
     "+experiment=amsa budget=smoke logger=none views=[clean] only=[amcoedge]",
     "env.deadline=none", "env.deadline=null", "+experiment=cartpole methods.d2sac.clip_x0=null",
     "+experiment=tune_amsa", "+experiment=tune_amsa budget=smoke tune.methods=[amcoedge] tune.settings=1",
+    "+experiment=tune_amsa views=[fidelity]",
+    "+experiment=amsa views=[fidelity] " + " ".join(f"+method@methods.{m}_tuned_fidelity={m}_tuned_fidelity"
+                                                    for m in ("amcoedge", "smcoedge", "drlcoedge")),
     "+experiment=tune_ats", "+experiment=overload", "+experiment=scale", "+experiment=scale env.observation=servers +method@methods.set=ddrl_amsa_set views=[B5,B20]",
 ])  # fmt: skip
 def test_shipped_configs_pass(overrides):
