@@ -332,6 +332,7 @@ def start(run_dir: Path | str, config: dict[str, Any], overrides: list[str], res
         "pid": os.getpid(),
         "git": git_state(),
         "python": platform.python_version(),
+        "cpu": cpu_description(),
         "packages": package_versions(),
         "earlier": _earlier_runs(earlier),
         "config": non_finite_as_text(config),
@@ -339,6 +340,24 @@ def start(run_dir: Path | str, config: dict[str, Any], overrides: list[str], res
     write_manifest(run_dir, manifest)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     return manifest
+
+
+def cpu_description() -> dict[str, Any]:
+    """The processor a run's programs were compiled for: XLA's CPU code depends on it, so the same
+    commit and packages can round differently in the last bit on another CPU model (and a
+    learner's trajectory then drifts over 500 episodes)."""
+    model, flags = "", []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and not model:
+                model = value
+            elif key == "flags" and not flags:
+                flags = [f for f in value.split() if f.startswith(("avx", "fma", "amx"))]
+    except OSError:  # not Linux: the platform's own description
+        pass
+    model = model or platform.processor() or platform.machine()
+    return {"model": model, "cores": os.cpu_count(), "vector_flags": sorted(flags)}
 
 
 def finish(run_dir: Path | str, manifest: dict[str, Any], status: str, failure: str | None = None) -> None:
