@@ -393,7 +393,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
                                   f"≈ {setup.decisions_per_episode:,.0f} decisions) per seed")  # fmt: skip
             if step.action == "evaluate":
                 row = evaluate_scheduler(setup.env, setup.params, method, eval_key, num_seeds, eval_episodes,
-                                          bool(cfg.get("decision_time", True)))  # fmt: skip
+                                         bool(cfg.get("decision_time", True)))  # fmt: skip
             elif step.action == "transfer":
                 row = _evaluate_transferred(cfg, setup, trained_agents[(str(method.train_view), key)], eval_key,
                                             eval_episodes)  # fmt: skip
