@@ -16,8 +16,12 @@ line then says how many methods are not timed yet, and gives no figure (`–`) w
 half of it would price them. Runs handed to `jobs` worker processes (`in_workers`) are scheduled
 on that many workers in the order they were queued, the ones running counted from when they
 started (or from their latest chunk). It is a rough figure, marked `~`, and `–` until a pace
-is known. Progress lines go to stderr (with the progress bars), result lines to stdout (with
-the tables).
+is known. A run in a worker has no progress bar; instead a line, with the share of its training
+done, each time its chunk reports pass 25, 50 or 75 % (at most three a run):
+
+    [2/14] fidelity · ddrl_amsa: 50 % trained (worker) · elapsed 9m40s · ETA ~21m
+
+Progress lines go to stderr (with the progress bars), result lines to stdout (with the tables).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import sys
 import threading
 import time
 from typing import Callable, Iterable, TextIO
+
+from tqdm.auto import tqdm
 
 
 def duration(seconds: float) -> str:
@@ -103,7 +109,13 @@ class ExperimentProgress:
     def worker_progress(self, view: str | None, method: str, fraction: float) -> None:
         """A worker's run (`view`, `method`) has done `fraction` of its training (after a chunk)."""
         with self._lock:
-            self.reports.setdefault((view, method), []).append((self.clock(), float(fraction)))
+            reports = self.reports.setdefault((view, method), [])
+            before = reports[-1][1] if reports else 0.0
+            reports.append((self.clock(), float(fraction)))
+        if int(before * 4) < int(float(fraction) * 4) < 4:  # passed 25, 50 or 75 %: one line (the end has its result line)
+            line = (f"{self._name(view, method)}: {100 * float(fraction):.0f} % trained (worker) · "
+                    f"elapsed {duration(self.clock() - self.started_at)} · ETA {self._eta_text()}")  # fmt: skip
+            tqdm.write(line, file=self.err or sys.stderr)  # above an in-process bar, if one is drawn
 
     def _running_rate(self, run: tuple[str | None, str]) -> float | None:
         """Seconds per planned step of a worker's run from its chunk reports: the pace between
@@ -177,15 +189,18 @@ class ExperimentProgress:
     def start(self, view: str | None, method: str) -> None:
         """Announce the run of `method` in `view`: its place in the plan, elapsed time, ETA."""
         self.current, self.current_started = (view, method), self.clock()
+        print(f"{self._name(view, method)} · elapsed {duration(self.clock() - self.started_at)} · "
+              f"ETA {self._eta_text()}", file=self.err or sys.stderr, flush=True)  # fmt: skip
+
+    def _eta_text(self) -> str:
+        """`~6m`, `~1h20m (2 methods not timed yet)`, or `–` where no pace is known or most of
+        the figure would price methods not timed yet."""
         estimate = self._estimate()
         if estimate is None:
-            eta = "–"
-        else:  # no figure where most of it would price methods not timed yet
-            seconds, untimed, share = estimate
-            eta = "–" if share > 0.5 else rough_duration(seconds)
-            eta += f" ({untimed} method{'s' * (untimed > 1)} not timed yet)" if untimed else ""
-        print(f"{self._name(view, method)} · elapsed {duration(self.clock() - self.started_at)} · ETA {eta}",
-              file=self.err or sys.stderr, flush=True)  # fmt: skip
+            return "–"
+        seconds, untimed, share = estimate
+        eta = "–" if share > 0.5 else rough_duration(seconds)
+        return eta + (f" ({untimed} method{'s' * (untimed > 1)} not timed yet)" if untimed else "")
 
     def finish(self, result: str) -> None:
         """The current run ended with `result` (one short line)."""

@@ -168,6 +168,29 @@ def test_progress_eta_reads_the_pace_of_a_worker_run_from_its_chunk_reports():
     assert progress.eta() == pytest.approx(max(80.0 - 6.0, 46.0))
 
 
+def test_progress_prints_a_line_as_a_worker_run_passes_each_quarter(capsys):
+    from ddrl.progress import ExperimentProgress
+
+    now = [0.0]
+    progress = ExperimentProgress([("clean", "slow", 100), ("clean", "fast", 100)], clock=lambda: now[0])
+    progress.in_workers([("clean", "slow"), ("clean", "fast")], jobs=2)
+    reports = [(30, "slow", 0.1), (35, "fast", 0.1), (40, "slow", 0.2), (45, "fast", 0.3), (50, "slow", 0.3),
+               (70, "slow", 0.5), (100, "slow", 0.9), (110, "slow", 1.0)]  # fmt: skip
+    for time, method, fraction in reports:
+        now[0] = float(time)
+        progress.worker_progress("clean", method, fraction)
+    # each run's pace from its first to its latest report (slow 1 s a step, then 70 s for 80
+    # steps; fast 0.5 s), its time left counted from its latest report, the ETA the later of the
+    # two; 0.5 → 0.9 passes only the 75 % mark, and the end (1.0) is left to the result line;
+    # each line gives the share done
+    assert capsys.readouterr().err.splitlines() == [
+        "[2/2] clean · fast: 30 % trained (worker) · elapsed 45s · ETA ~1m",  # slow: 80 - 5 s left
+        "[1/2] clean · slow: 30 % trained (worker) · elapsed 50s · ETA ~1m",  # slow: 70 s
+        "[1/2] clean · slow: 50 % trained (worker) · elapsed 1m10s · ETA ~50s",
+        "[1/2] clean · slow: 90 % trained (worker) · elapsed 1m40s · ETA ~9s",  # 10 steps at 0.875 s
+    ]
+
+
 def test_durations():
     from ddrl.progress import duration, rough_duration
 

@@ -14,7 +14,8 @@ from cli import run_cli
 def test_learners_trained_in_worker_processes_give_the_rows_of_one_process(tmp_path):
     """`jobs=2` trains the learners in two spawned workers; every number of every row is the same."""
     common = ("+experiment=amsa", "budget=smoke", "logger=none", "views=[clean]", "milp=null", "env.num_slots=4",
-              "only=[amcoedge,drlcoedge,randcoedge]", "+decision_time=false")  # fmt: skip
+              "only=[amcoedge,drlcoedge,randcoedge]", "+decision_time=false",
+              "budget.train_steps=2400", "budget.num_chunks=3")  # three chunks: the workers report progress  # fmt: skip
     summaries = {}
     for jobs in (1, 2):
         result = run_cli(*common, f"jobs={jobs}", run_dir=tmp_path / f"jobs{jobs}")
@@ -33,3 +34,7 @@ def test_learners_trained_in_worker_processes_give_the_rows_of_one_process(tmp_p
     # it): a pace is known, so it names the one method left that is not timed, the scheduler
     assert re.search(r"^\[3/3\] clean · randcoedge · elapsed \S+ · ETA – \(1 method not timed yet\)$",
                      result.stderr, re.M), result.stderr[-3000:]  # fmt: skip
+    # a run in a worker has no bar: a line when its chunk reports pass 25, 50 or 75 % (3 chunks)
+    for method in ("amcoedge", "drlcoedge"):
+        assert re.search(rf"^\[[12]/3\] clean · {method}: 67 % trained \(worker\) · elapsed \S+ · ETA ",
+                         result.stderr, re.M), result.stderr[-3000:]  # fmt: skip
