@@ -108,12 +108,13 @@ class ExperimentProgress:
 
     def worker_progress(self, view: str | None, method: str, fraction: float) -> None:
         """A worker's run (`view`, `method`) has done `fraction` of its training (after a chunk)."""
+        fraction = float(fraction)
         with self._lock:
             reports = self.reports.setdefault((view, method), [])
             before = reports[-1][1] if reports else 0.0
-            reports.append((self.clock(), float(fraction)))
-        if int(before * 4) < int(float(fraction) * 4) < 4:  # passed 25, 50 or 75 %: one line (the end has its result line)
-            line = (f"{self._name(view, method)}: {100 * float(fraction):.0f} % trained (worker) · "
+            reports.append((self.clock(), fraction))
+        if int(before * 4) < int(fraction * 4) < 4:  # passed 25, 50 or 75 %: one line (the end has its result line)
+            line = (f"{self._name(view, method)}: {100 * fraction:.0f} % trained (worker) · "
                     f"elapsed {duration(self.clock() - self.started_at)} · ETA {self._eta_text()}")  # fmt: skip
             tqdm.write(line, file=self.err or sys.stderr)  # above an in-process bar, if one is drawn
 
