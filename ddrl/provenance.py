@@ -6,6 +6,9 @@ Every run directory gets
                  results), the project's git commit and whether the tree was dirty, package
                  versions, start and end time, and `status`: running | complete | failed
                  (a `running` manifest whose directory is not locked is a run that died);
+                 a resumed run also lists its earlier parts (`earlier`: when, how each
+                 ended, commit, host, CPU model) and how they differ from this one in code
+                 or machine (`resumed_across`, also printed as a warning);
   .lock          an advisory `fcntl` lock held for the whole run, naming its owner: a second
                  run into the same directory stops at once with one line naming the first.
 
@@ -337,6 +340,7 @@ def start(run_dir: Path | str, config: dict[str, Any], overrides: list[str], res
         "earlier": _earlier_runs(earlier),
         "config": non_finite_as_text(config),
     }
+    manifest["resumed_across"] = resumed_across(manifest)
     write_manifest(run_dir, manifest)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     return manifest
@@ -379,10 +383,39 @@ def write_manifest(run_dir: Path | str, manifest: dict[str, Any]) -> None:
 
 
 def _earlier_runs(earlier: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The earlier parts of a resumed run, oldest first: when, how they ended, and the code and
+    machine each ran on (so a table can say which parts ran where)."""
     if earlier is None:
         return []
-    previous = {k: earlier.get(k) for k in ("status", "started_at", "ended_at", "failure", "overrides")}
+    previous = {k: earlier.get(k) for k in ("status", "started_at", "ended_at", "failure", "overrides", "host", "git")}
+    cpu = earlier.get("cpu") or {}
+    previous["cpu"] = {k: cpu.get(k) for k in ("model", "cores")} if cpu else None
     return [*(earlier.get("earlier") or []), previous]
+
+
+def _commit_text(git: dict[str, Any] | None) -> str:
+    if not git:
+        return "no git checkout"
+    return f"{str(git.get('commit'))[:7]}{' (dirty)' if git.get('dirty') else ''}"
+
+
+def resumed_across(manifest: dict[str, Any]) -> list[str]:
+    """How this part of a resumed run differs from its earlier parts in code or machine, one
+    line per difference ("commit 39dacbc -> 6ef687f (dirty)", "cpu A -> B"); empty when every
+    part ran the same clean commit on the same CPU model. Either difference can change the
+    numbers (another CPU model rounds differently in the last bit), so the run stays valid
+    but is no longer the bit-for-bit uninterrupted run; earlier parts recorded before this
+    field existed are skipped."""
+    now_commit = _commit_text(manifest.get("git"))
+    now_cpu = (manifest.get("cpu") or {}).get("model")
+    lines: list[str] = []
+    for part in manifest.get("earlier") or []:
+        if "git" in part and (_commit_text(part["git"]) != now_commit or (part["git"] or {}).get("dirty")):
+            lines.append(f"commit {_commit_text(part['git'])} -> {now_commit}")
+        model = (part.get("cpu") or {}).get("model")
+        if model and now_cpu and model != now_cpu:
+            lines.append(f"cpu {model} -> {now_cpu}")
+    return list(dict.fromkeys(lines))
 
 
 def git_state() -> dict[str, Any] | None:

@@ -138,6 +138,10 @@ def hydra_main(cfg: DictConfig) -> float:
         config = OmegaConf.to_container(cfg, resolve=True)
         earlier = provenance.claim(run_dir, config, resume)
         manifest = provenance.start(run_dir, config, list(hydra_cfg.overrides.task), resume, earlier)
+        if manifest["resumed_across"]:
+            print(f"ddrl.run: warning: resuming a run begun with other code or on another machine "
+                  f"({'; '.join(manifest['resumed_across'])}): valid, but not bit for bit the uninterrupted "
+                  "run; manifest.json lists each part under `earlier`", file=sys.stderr)
     except (ConfigError, provenance.RunDirError) as error:
         stop_on_interrupt.close()
         _fail(str(error))

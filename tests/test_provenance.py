@@ -69,6 +69,26 @@ def test_claims(tmp_path):
     provenance.release_lock(run_dir)
 
 
+def test_a_resume_records_each_part_and_says_when_code_or_cpu_changed(tmp_path, monkeypatch):
+    def on(commit, dirty, model):
+        monkeypatch.setattr(provenance, "git_state", lambda: {"commit": commit, "dirty": dirty})
+        monkeypatch.setattr(provenance, "cpu_description", lambda: {"model": model, "cores": 2, "vector_flags": []})
+
+    on("a" * 40, False, "CPU A")
+    first = provenance.start(tmp_path, CONFIG, ["seed=0"], resume=False)
+    assert first["resumed_across"] == []
+    provenance.finish(tmp_path, first, "failed", "interrupted at step 3 of x")
+    same = provenance.start(tmp_path, CONFIG, [], resume=True, earlier=provenance.read_manifest(tmp_path))
+    assert same["resumed_across"] == []  # same clean commit, same CPU model: the uninterrupted run
+    assert same["earlier"][0]["git"]["commit"] == "a" * 40 and same["earlier"][0]["cpu"] == {"model": "CPU A", "cores": 2}
+    provenance.finish(tmp_path, same, "failed", "interrupted at step 5 of x")
+    on("b" * 40, True, "CPU B")
+    moved = provenance.start(tmp_path, CONFIG, [], resume=True, earlier=provenance.read_manifest(tmp_path))
+    assert [part["failure"] for part in moved["earlier"]] == ["interrupted at step 3 of x", "interrupted at step 5 of x"]
+    assert moved["resumed_across"] == ["commit aaaaaaa -> bbbbbbb (dirty)", "cpu CPU A -> CPU B"]
+    assert provenance.read_manifest(tmp_path)["resumed_across"] == moved["resumed_across"]
+
+
 def test_checkpoints_without_a_manifest_are_not_resumed_blindly(tmp_path):
     (tmp_path / "checkpoints" / "clean-x" / "1").mkdir(parents=True)
     with pytest.raises(RunDirError, match="no manifest.json"):

@@ -27,9 +27,11 @@ TINY = ("+experiment=amsa", "budget=smoke", "logger=none", "views=[clean]", "onl
 
 
 def _one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The one error line on stderr, besides orbax's absl log and the experiment's progress lines."""
+    """The one error line on stderr, besides orbax's absl log, the experiment's progress lines and
+    the warning of a resume from a dirty tree (a developer's checkout: the tree may have changed)."""
     lines = [line for line in result.stderr.splitlines()
-             if line.strip() and "[absl]" not in line and not PROGRESS_LINE.match(line)]  # fmt: skip
+             if line.strip() and "[absl]" not in line and not PROGRESS_LINE.match(line)
+             and not line.startswith("ddrl.run: warning: resuming")]  # fmt: skip
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("ddrl.run: error: "), lines[0]
     return lines[0]
@@ -126,6 +128,21 @@ def test_a_killed_run_reads_as_failed(tmp_path):
     assert _manifest(run_dir)["status"] == "running"  # as it was left ...
     assert provenance.read_manifest(run_dir)["status"] == "failed"  # ... but nobody holds the lock
     assert not (run_dir / "summary.json").exists()
+
+
+def test_a_resume_on_another_cpu_warns_and_records_both_parts(finished, tmp_path):
+    run_dir = tmp_path / "moved"
+    shutil.copytree(finished, run_dir, ignore=shutil.ignore_patterns(".lock"))
+    manifest = _manifest(run_dir)
+    manifest["cpu"] = {**manifest["cpu"], "model": "Another CPU"}  # as if begun on another machine
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    result = cli.run_cli(*TINY, "resume=true", run_dir=run_dir)
+    assert result.returncode == 0, result.stderr
+    resumed = _manifest(run_dir)
+    warning = next(line for line in result.stderr.splitlines() if line.startswith("ddrl.run: warning: resuming"))
+    assert f"cpu Another CPU -> {resumed['cpu']['model']}" in warning
+    assert resumed["status"] == "complete" and resumed["earlier"][0]["cpu"]["model"] == "Another CPU"
+    assert (run_dir / "summary.json").exists()
 
 
 def test_a_corrupt_checkpoint_gives_one_line(finished, tmp_path):
