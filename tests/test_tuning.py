@@ -10,7 +10,7 @@ import pytest
 import yaml
 from cli import precheck_lines, run_cli
 
-from ddrl.experiments.tuning import Dimension, draw_settings
+from ddrl.experiments.tuning import Dimension, draw_settings, tuned_overrides
 
 DIMENSIONS = [
     Dimension("actor_lr", "float", 1e-5, 1e-1, log=True),
@@ -109,3 +109,21 @@ def test_tune_amsa_smoke_gives_every_method_the_same_trials_and_writes_the_tuned
             ours, theirs = np.mean(row[setting]["per_seed_make_span"]), np.mean(reference["per_seed_make_span"])
             assert point == pytest.approx(100 * (ours - theirs) / theirs) and low <= point <= high
     assert "gap to optimal_myopic (95 % CI)" in table and "| optimal_myopic (reference) | rule |" in table
+
+
+@pytest.mark.parametrize(("tuning", "tunes"), [("tune_amsa", "amsa"), ("tune_ats", "ats")])
+def test_the_tuned_files_command_line_sets_every_searched_field(tuning, tunes):
+    """`tuned/<method>.yaml` gives the command that runs the tuned experiment with the chosen
+    setting. It must set every searched field, also those a method's config leaves to the
+    agent's defaults (LAD-TS's learning rates: a plain `methods.lad_ts.actor_lr=...` is refused)."""
+    from hydra import compose, initialize_config_dir
+
+    from ddrl.run import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        spaces = compose(config_name="config", overrides=[f"+experiment={tuning}"]).tune.spaces
+        for method, space in spaces.items():
+            values = {field: 0.123 for field in space}
+            overrides = tuned_overrides(method, values)
+            methods = compose(config_name="config", overrides=[f"+experiment={tunes}", *overrides]).methods
+            assert {field: methods[method][field] for field in space} == values, (method, overrides)

@@ -532,6 +532,13 @@ def comparisons_table(changes: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tuned_overrides(method_key: str, values: Mapping[str, Any]) -> list[str]:
+    """Command-line overrides that give `methods.<method_key>` the tuned `values`. `++` adds a key
+    the method's config leaves to the agent's defaults (LAD-TS's learning rates) and overrides one
+    it lists; a plain `methods.x.k=v` fails on the former."""
+    return [f"++methods.{method_key}.{field}={value}" for field, value in values.items()]
+
+
 def _write_tuned(path: pathlib.Path, plan: MethodPlan, row: dict[str, Any], cfg: DictConfig, view: str) -> None:
     """The chosen setting as an algo config: conf/algo/<method>.yaml's values with these overrides."""
     budget = plan.budget
@@ -546,8 +553,7 @@ def _write_tuned(path: pathlib.Path, plan: MethodPlan, row: dict[str, Any], cfg:
         f"≈ {budget.episodes:g} episodes ({budget.env_steps:,} env steps) per run on the {view} view.",
         f"# Validation make-span {row['validation_make_span']['tuned']:.4f} s (published "
         f"{row['validation_make_span']['published']:.4f} s). Overrides of methods.{plan.key}:",
-        f"#   python -m ddrl.run +experiment={cfg.tunes} "
-        + " ".join(f"methods.{plan.key}.{k}={v}" for k, v in values.items()),
+        f"#   python -m ddrl.run +experiment={cfg.tunes} {' '.join(tuned_overrides(plan.key, values))}",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines) + "\n" + OmegaConf.to_yaml(OmegaConf.create(values)))
