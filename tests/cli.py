@@ -18,8 +18,9 @@ def run_cli(*overrides: str, run_dir: Path, timeout: int = 300, retries: int = 2
 
     A run that exceeds `timeout` is killed and started again (at most `retries` times) in an
     emptied `run_dir`:
-    XLA's CPU runtime very rarely wedges (every worker idle, the host waiting on a buffer
-    forever; README, Troubleshooting), and the smoke runs here take well under a minute.
+    a guard against a run that hangs (every XLA worker idle, the host waiting on a buffer
+    forever: what jaxlib's batched LAPACK QR did to PPO until 2026-12-05; README,
+    Troubleshooting), as the smoke runs here take well under a minute.
     """
     command = [sys.executable, "-m", "ddrl.run", *overrides, f"hydra.run.dir={run_dir}"]
     for attempt in range(retries + 1):

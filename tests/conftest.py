@@ -6,11 +6,10 @@ numbers agree with the optimised build to float32 rounding (A/B on the ats smoke
 154 s vs 72 s of CPU). Subprocesses started by tests (the CLI runs) inherit the setting.
 An XLA_FLAGS already set by the caller is left alone.
 
-Eigen's multi-threaded intra-op pool is off as well: with it a vmapped program on this
-2-core machine once wedged (every XLA worker idle, the host waiting for a buffer forever;
-the CartPole smoke run's PPO in a CI rehearsal), a known XLA CPU hang that
-`--xla_cpu_multi_thread_eigen=false` avoids. With one pytest worker per core the tests lose
-no parallelism by it.
+Eigen's multi-threaded intra-op pool is off as well: with one pytest worker per core the
+tests lose no parallelism by it. (It was first set against a hang of the CartPole smoke run's
+PPO, which it did not cure; the hang's cause was jaxlib's batched LAPACK QR behind the
+orthogonal initialiser, now replaced: `ddrl.nets.mlp.orthogonal`, README Troubleshooting.)
 """
 
 from __future__ import annotations

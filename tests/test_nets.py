@@ -1,4 +1,5 @@
 """Diffusion schedule, denoiser and reverse-chain sampler."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from ddrl.nets import MLP, Denoiser, conditioned_denoiser, make_schedule, sample
 from ddrl.nets.diffusion import cosine_betas, linear_betas, vp_betas
-from ddrl.nets.mlp import mish
+from ddrl.nets.mlp import mish, orthogonal
 
 
 def test_vp_schedule_matches_formula():
@@ -168,3 +169,17 @@ def test_mlp_widths_and_activation():
     np.testing.assert_allclose(jnp.sum(jax.jit(mlp.apply)(params, jnp.ones(3))), 1.0, rtol=1e-6)
     with pytest.raises(ValueError, match="unknown activation"):
         MLP((4,), 1, activation="swishy").init(jax.random.PRNGKey(0), jnp.zeros(3))
+
+
+@pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (1, 5)])
+def test_orthogonal_init_is_flax_orthogonal_without_a_lapack_call(shape):
+    """The MLP's orthogonal initialiser gives flax's matrices (same key, same Haar sample) to
+    float32 rounding, with orthonormal columns (tall) or rows (wide) times the gain, and lowers
+    to plain XLA operations: jaxlib 0.10's CPU QR custom call can hang XLA's thread pool
+    (`ddrl.nets.mlp.orthogonal`)."""
+    key = jax.random.PRNGKey(3)
+    ours = np.asarray(orthogonal(np.sqrt(2))(key, shape))
+    np.testing.assert_allclose(ours, nn.initializers.orthogonal(np.sqrt(2))(key, shape), atol=1e-5)
+    gram = ours.T @ ours if shape[0] >= shape[1] else ours @ ours.T
+    np.testing.assert_allclose(gram, 2.0 * np.eye(min(shape)), atol=1e-5)
+    assert "custom_call" not in jax.jit(lambda k: orthogonal(1.0)(k, shape)).lower(key).as_text()

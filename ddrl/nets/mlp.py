@@ -64,7 +64,51 @@ class MLP(nn.Module):
     def _kernel_init(scale: float | None):
         if scale is None:
             return nn.initializers.lecun_normal()
-        return nn.initializers.orthogonal(scale)
+        return orthogonal(scale)
+
+
+def orthogonal(scale: float = 1.0) -> Callable[..., jax.Array]:
+    """Orthogonal kernel initialiser, the matrices of `flax.linen.initializers.orthogonal` without LAPACK.
+
+    Draws the same normal matrix from the same key as `jax.random.orthogonal` and returns the
+    same Q (the QR factor whose R has a positive diagonal, i.e. the Haar-distributed semi-
+    orthogonal matrix), computed by Gram–Schmidt with re-orthogonalisation in plain XLA
+    operations; it agrees with flax's to float32 rounding (tests/test_nets.py).
+
+    Why not flax's: jaxlib 0.10's CPU QR (`lapack_sgeqrf_ffi`) splits a batch of matrices over
+    XLA's intra-op thread pool and blocks its pool thread until the pieces finish. When the
+    program runs as many such calls at once as the pool has threads (a vmapped PPO init has
+    two, actor and critic, and a 2-core machine has two pool threads), every thread waits for
+    work queued behind it and the run hangs forever with the CPU idle — the "wedged XLA CPU
+    run" of the README's troubleshooting, caught with gdb in every one of five hung CartPole
+    smoke runs (both pool threads in `jax::ParallelBatchMap` under `QrFactorization`).
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+        if len(shape) != 2:
+            raise ValueError(f"orthogonal initialiser needs a 2-D kernel shape, got {tuple(shape)}")
+        n_rows, n_cols = shape
+        tall = jax.random.normal(key, (max(n_rows, n_cols), min(n_rows, n_cols)), dtype)
+        q = _orthonormal_columns(tall)
+        q = q.T if n_rows < n_cols else q
+        return jnp.asarray(scale, dtype) * q
+
+    return init
+
+
+def _orthonormal_columns(a: jax.Array) -> jax.Array:
+    """Q of a = QR with diag(R) > 0 (a tall, full column rank): classical Gram–Schmidt applied
+    twice per column ("CGS2"), which keeps Q orthonormal to working precision."""
+    rows, cols = a.shape
+
+    def add_column(j, q):
+        v = jax.lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)
+        for _ in range(2):  # earlier columns only: columns j.. of q are still zero
+            v = v - q @ (q.T @ v)
+        v = v / jnp.linalg.norm(v)
+        return jax.lax.dynamic_update_index_in_dim(q, v, j, axis=1)
+
+    return jax.lax.fori_loop(0, cols, add_column, jnp.zeros((rows, cols), a.dtype))
 
 
 def grouped_dense(x: jax.Array, kernel: jax.Array, group: jax.Array) -> jax.Array:
