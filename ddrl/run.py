@@ -10,7 +10,8 @@ a misspelt key, a wrong type, a non-finite number or an impossible parameter sto
 line naming the field (exit 2), before anything is compiled. The run directory is then
 locked; a directory that holds another run (or, with `resume=true`, a run of another config)
 is refused with one line (exit 2). Faults end with one line too: an unreadable checkpoint or
-directory (exit 1), Ctrl-C or SIGTERM (exit 130); the manifest then says `failed` and no
+directory, a NaN loss, a training run whose state cannot fit in memory (exit 1), Ctrl-C or
+SIGTERM (exit 130); the manifest then says `failed` and no
 `summary.json` or `results.md` is left behind.
 """
 
@@ -28,6 +29,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from ddrl.envs.scenarios import ConfigError
+from ddrl.training.memory import InsufficientMemoryError
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -162,7 +164,8 @@ def hydra_main(cfg: DictConfig) -> float:
     except ConfigError as error:
         provenance.finish(run_dir, manifest, "failed", str(error))
         _fail(str(error))
-    except (provenance.CheckpointError, FloatingPointError, OSError) as error:  # FloatingPointError: the NaN guard
+    except (provenance.CheckpointError, FloatingPointError, InsufficientMemoryError, OSError) as error:
+        # FloatingPointError: the NaN guard; InsufficientMemoryError: a run whose state cannot fit
         text = str(error)
         if isinstance(error, OSError):
             text = f"cannot write to run directory {run_dir}: {error}"

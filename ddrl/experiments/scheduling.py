@@ -369,6 +369,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     num_seeds = int(cfg.budget.seeds)
     eval_key, eval_episodes = _evaluation(cfg)
     plan = plan_runs(cfg)
+    check_memory(cfg, plan)
     results: dict[str, dict[str, dict[str, Any]]] = {view: {} for view in _view_order(cfg)}
     histories: dict[str, dict[str, dict[str, np.ndarray]]] = {view: {} for view in _view_order(cfg)}
     budget_notes: dict[str, str] = {}
@@ -445,6 +446,23 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
         "yardstick": cfg.get("yardstick"),
         "skipped": skipped,
     }
+
+
+def check_memory(cfg: DictConfig, plan: list[PlannedRun]) -> None:
+    """Every training of `plan` fits in memory (`ddrl.training.memory`): checked from shapes
+    before the first one starts, so that a run too large for this machine stops at once with
+    what to change, not when the operating system kills it after the runs before it."""
+    from ddrl.training import make_trainer
+    from ddrl.training.memory import available_bytes, check_training_fits
+
+    available = available_bytes()
+    if available is None:
+        return
+    for step in plan:
+        if step.action == "train":
+            trainer = make_trainer(step.setup.method, step.setup.env, step.setup.params, step.setup.train_steps,
+                                   num_envs=cfg.trainer.num_envs)  # fmt: skip
+            check_training_fits(trainer, int(cfg.budget.seeds), f"{step.key} in view {step.view}", available)
 
 
 def _evaluation(cfg: DictConfig) -> tuple[jax.Array, int]:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ddrl import interrupts
+from ddrl.training.memory import check_training_fits
 from ddrl.training.trainer import RunnerState, Trainer
 
 class NonFiniteLossError(FloatingPointError):
@@ -77,7 +78,9 @@ def run_training(
     as an uninterrupted run. `max_chunks` stops early (for tests of resume). A NaN or
     infinite loss raises `NonFiniteLossError` naming the metric and step; the checkpoint
     of the last good chunk stays on disk. `hparams` (arrays with a leading seed axis) are
-    checked before anything is compiled. With several local devices (`sharded=True`) the
+    checked before anything is compiled, and so is memory: a run whose state cannot fit twice
+    in what is free raises `InsufficientMemoryError` (`ddrl.training.memory`). With several
+    local devices (`sharded=True`) the
     seed axis is sharded over them when `num_seeds` divides evenly (else a warning, and
     one device); the results are those of the unsharded run. `on_chunk(steps done, total
     steps)` is called after every chunk (per seed; a worker process reports its progress so).
@@ -88,6 +91,7 @@ def run_training(
     from ddrl.provenance import CheckpointError
 
     trainer.check_hparams(hparams)
+    check_training_fits(trainer, num_seeds, desc or trainer.agent.name)
     sharding = batch_sharding(num_seeds) if sharded else None
     keys = shard(seed_keys(seed, num_seeds), sharding)
     if hparams is not None:

@@ -1,0 +1,78 @@
+"""Does a training run fit in memory? Answered from shapes alone, before anything is compiled.
+
+A training run carries one `RunnerState` per seed (agents, replay buffers, environments)
+from chunk to chunk, and the chunk program does not donate its input: while a chunk runs,
+its input state and its output state are both alive. So a run needs at least twice its state,
+whatever XLA's temporaries add. A run that cannot have that much is refused with what to
+change, instead of being killed by the operating system after its earlier runs (a
+`+experiment=scale` run with DDRL-ATS at B = 100 on the 2-core machine: 100 per-BS replay
+buffers of 10,000 transitions per seed, a 14.2 GiB state for 3 seeds on a 23 GiB machine,
+killed 13 minutes in, every finished row lost with it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+PEAK_STATES = 2  # the chunk's input and output states, both alive while it runs
+GIB = 2**30
+
+
+class InsufficientMemoryError(MemoryError):
+    """A training run whose state cannot fit in the memory this machine has."""
+
+
+def state_bytes(trainer: Any, num_seeds: int) -> tuple[int, int]:
+    """(bytes of the training state of `num_seeds` seeds, of which the replay buffers), from
+    the shapes of `trainer.batched_init` (nothing is allocated or compiled)."""
+    keys = jax.ShapeDtypeStruct((num_seeds, 2), np.uint32)
+    shapes = jax.eval_shape(trainer.batched_init, keys)
+
+    def total(tree: Any) -> int:
+        return int(sum(np.prod(leaf.shape, dtype=np.int64) * np.dtype(leaf.dtype).itemsize
+                       for leaf in jax.tree.leaves(tree)))  # fmt: skip
+
+    return total(shapes), total(shapes.buffer)
+
+
+def available_bytes() -> tuple[int, str] | None:
+    """(bytes free for a new run, where): the default device's unused memory on an accelerator,
+    Linux's MemAvailable on the CPU; None where neither is known."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), f"{device.device_kind} memory"
+        return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "available RAM"
+    except OSError:
+        return None
+    return None
+
+
+def check_training_fits(trainer: Any, num_seeds: int, what: str, available: tuple[int, str] | None = None) -> None:
+    """Raise `InsufficientMemoryError` if `PEAK_STATES` training states of `num_seeds` seeds
+    exceed `available` (default: `available_bytes()`; unknown means no check)."""
+    available = available_bytes() if available is None else available
+    if available is None or os.environ.get("DDRL_SKIP_MEMORY_CHECK"):
+        return
+    free, where = available
+    state, buffers = state_bytes(trainer, num_seeds)
+    need = PEAK_STATES * state
+    if need <= free:
+        return
+    raise InsufficientMemoryError(
+        f"{what}: the training state of {num_seeds} seeds is {state / GIB:.2f} GiB ({buffers / GIB:.2f} GiB of it "
+        f"replay buffers) and a chunk holds it twice (its input and its output): {need / GIB:.2f} GiB, but "
+        f"{free / GIB:.2f} GiB of {where} are free. Train fewer seeds (budget.seeds), fewer environments per "
+        f"seed (trainer.num_envs), with a smaller replay buffer (methods.<key>.buffer_size), or leave this run "
+        f"out; DDRL_SKIP_MEMORY_CHECK=1 skips this check."
+    )
