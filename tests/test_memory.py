@@ -77,3 +77,13 @@ def test_a_scheduling_experiment_checks_every_training_before_the_first(monkeypa
     with pytest.raises(InsufficientMemoryError, match="^ddrl_ats in view B100: "):
         scheduling.run(cfg, tmp_path)  # before B5's training starts
     assert list(tmp_path.iterdir()) == []
+
+
+def test_runs_that_fit_alone_are_refused_when_jobs_would_train_them_together():
+    gib = memory.GIB
+    needs = {"a in view B5": 6 * gib, "b in view B5": 5 * gib, "c in view B5": 1 * gib}
+    memory.check_together(needs, 1, (7 * gib, "test RAM"))  # one at a time: the largest fits
+    memory.check_together(needs, 2, (11 * gib, "test RAM"))  # the two largest together fit
+    with pytest.raises(InsufficientMemoryError, match=r"^a in view B5, b in view B5: each fits alone, but with "
+                                                      r"jobs=2 .* 11\.00 GiB.* Set jobs=1"):
+        memory.check_together(needs, 2, (10 * gib, "test RAM"))

@@ -449,20 +449,24 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
 
 
 def check_memory(cfg: DictConfig, plan: list[PlannedRun]) -> None:
-    """Every training of `plan` fits in memory (`ddrl.training.memory`): checked from shapes
-    before the first one starts, so that a run too large for this machine stops at once with
-    what to change, not when the operating system kills it after the runs before it."""
+    """Every training of `plan` fits in memory (`ddrl.training.memory`), alone and the `jobs`
+    largest together (worker processes): checked from shapes before the first one starts, so
+    that a run too large for this machine stops at once with what to change, not when the
+    operating system kills it after the runs before it."""
     from ddrl.training import make_trainer
-    from ddrl.training.memory import available_bytes, check_training_fits
+    from ddrl.training.memory import available_bytes, check_together, check_training_fits
 
     available = available_bytes()
-    if available is None:
+    if available is None or os.environ.get("DDRL_SKIP_MEMORY_CHECK"):
         return
+    needs = {}
     for step in plan:
         if step.action == "train":
             trainer = make_trainer(step.setup.method, step.setup.env, step.setup.params, step.setup.train_steps,
                                    num_envs=cfg.trainer.num_envs)  # fmt: skip
-            check_training_fits(trainer, int(cfg.budget.seeds), f"{step.key} in view {step.view}", available)
+            what = f"{step.key} in view {step.view}"
+            needs[what] = check_training_fits(trainer, int(cfg.budget.seeds), what, available)
+    check_together(needs, training_jobs(cfg), available)
 
 
 def _evaluation(cfg: DictConfig) -> tuple[jax.Array, int]:

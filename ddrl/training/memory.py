@@ -58,21 +58,37 @@ def available_bytes() -> tuple[int, str] | None:
     return None
 
 
-def check_training_fits(trainer: Any, num_seeds: int, what: str, available: tuple[int, str] | None = None) -> None:
+def check_training_fits(trainer: Any, num_seeds: int, what: str, available: tuple[int, str] | None = None) -> int:
     """Raise `InsufficientMemoryError` if `PEAK_STATES` training states of `num_seeds` seeds
-    exceed `available` (default: `available_bytes()`; unknown means no check)."""
+    exceed `available` (default: `available_bytes()`; unknown means no check, and 0 is
+    returned); else return the bytes the run needs."""
     available = available_bytes() if available is None else available
     if available is None or os.environ.get("DDRL_SKIP_MEMORY_CHECK"):
-        return
+        return 0
     free, where = available
     state, buffers = state_bytes(trainer, num_seeds)
     need = PEAK_STATES * state
     if need <= free:
-        return
+        return need
     raise InsufficientMemoryError(
         f"{what}: the training state of {num_seeds} seeds is {state / GIB:.2f} GiB ({buffers / GIB:.2f} GiB of it "
         f"replay buffers) and a chunk holds it twice (its input and its output): {need / GIB:.2f} GiB, but "
         f"{free / GIB:.2f} GiB of {where} are free. Train fewer seeds (budget.seeds), fewer environments per "
         f"seed (trainer.num_envs), with a smaller replay buffer (methods.<key>.buffer_size), or leave this run "
         f"out; DDRL_SKIP_MEMORY_CHECK=1 skips this check."
+    )
+
+
+def check_together(needs: dict[str, int], jobs: int, available: tuple[int, str]) -> None:
+    """Runs that fit one by one may not fit `jobs` at a time (worker processes): refuse when
+    the `jobs` largest of `needs` (bytes by run) exceed `available` together."""
+    largest = sorted(needs.items(), key=lambda item: item[1], reverse=True)[:jobs]
+    together = sum(need for _, need in largest)
+    free, where = available
+    if len(largest) < 2 or together <= free:
+        return
+    raise InsufficientMemoryError(
+        f"{', '.join(name for name, _ in largest)}: each fits alone, but with jobs={jobs} they may train at once and "
+        f"together need {together / GIB:.2f} GiB, while {free / GIB:.2f} GiB of {where} are free. Set jobs=1 "
+        f"(or a smaller jobs), or make the largest smaller; DDRL_SKIP_MEMORY_CHECK=1 skips this check."
     )
