@@ -10,8 +10,8 @@ a misspelt key, a wrong type, a non-finite number or an impossible parameter sto
 line naming the field (exit 2), before anything is compiled. The run directory is then
 locked; a directory that holds another run (or, with `resume=true`, a run of another config)
 is refused with one line (exit 2). Faults end with one line too: an unreadable checkpoint or
-directory, a NaN loss, a training run whose state cannot fit in memory (exit 1), Ctrl-C or
-SIGTERM (exit 130); the manifest then says `failed` and no
+directory, a NaN loss, a training run whose state cannot fit in memory, a training worker
+killed by the operating system (exit 1), Ctrl-C or SIGTERM (exit 130); the manifest then says `failed` and no
 `summary.json` or `results.md` is left behind.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+from concurrent.futures.process import BrokenProcessPool
 import os
 import sys
 import time
@@ -169,6 +170,12 @@ def hydra_main(cfg: DictConfig) -> float:
         text = str(error)
         if isinstance(error, OSError):
             text = f"cannot write to run directory {run_dir}: {error}"
+        provenance.finish(run_dir, manifest, "failed", text)
+        _fail(text, code=1)
+    except BrokenProcessPool:  # a worker of `jobs` > 1 ended without an answer (SIGKILL)
+        text = ("a training worker process died without an answer (killed by the operating system? an "
+                "out-of-memory kill shows in `dmesg`); trainings that finished kept their checkpoints: "
+                "resume=true continues from them")
         provenance.finish(run_dir, manifest, "failed", text)
         _fail(text, code=1)
     except BaseException as error:

@@ -38,3 +38,50 @@ def test_learners_trained_in_worker_processes_give_the_rows_of_one_process(tmp_p
     for method in ("amcoedge", "drlcoedge"):
         assert re.search(rf"^\[[12]/3\] clean · {method}: 67 % trained \(worker\) · elapsed \S+ · ETA ",
                          result.stderr, re.M), result.stderr[-3000:]  # fmt: skip
+
+
+def test_a_worker_killed_by_the_operating_system_ends_the_run_with_one_line(tmp_path):
+    """A worker that dies without an answer (SIGKILL, as the out-of-memory killer sends): the run
+    stops with one line saying so and how to continue, exit 1, and its manifest says failed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from cli import ROOT
+
+    run_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "ddrl.run", "+experiment=amsa", "budget=smoke", "logger=none", "views=[clean]",
+               "milp=null", "only=[amcoedge,drlcoedge]", "jobs=2", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    run = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def workers() -> list[int]:  # the run's spawned training workers (not its resource tracker)
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                stat = (proc / "stat").read_text()
+                cmdline = (proc / "cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if proc.name.isdigit() and stat.rsplit(")", 1)[1].split()[1] == str(run.pid) and b"spawn_main" in cmdline:
+                found.append(int(proc.name))
+        return found
+
+    try:
+        deadline = time.monotonic() + 240
+        while not (pids := workers()) and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pids, "no worker process appeared"
+        os.kill(pids[0], signal.SIGKILL)
+        _, stderr = run.communicate(timeout=240)
+    finally:
+        run.kill()
+    assert run.returncode == 1, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "ddrl.run: error: a training worker process died without an answer (killed by the operating system? an "
+        "out-of-memory kill shows in `dmesg`); trainings that finished kept their checkpoints: resume=true "
+        "continues from them")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and not (run_dir / "summary.json").exists()
