@@ -87,3 +87,10 @@ def test_runs_that_fit_alone_are_refused_when_jobs_would_train_them_together():
     with pytest.raises(InsufficientMemoryError, match=r"^a in view B5, b in view B5: each fits alone, but with "
                                                       r"jobs=2 .* 11\.00 GiB.* Set jobs=1"):
         memory.check_together(needs, 2, (10 * gib, "test RAM"))
+
+
+def test_a_run_sharded_over_devices_needs_its_share_on_each(trainer):
+    state, _ = memory.state_bytes(trainer, 4)
+    memory.check_training_fits(trainer, 4, "dqn", (state // 2, "test memory"), shards=4)
+    with pytest.raises(InsufficientMemoryError, match=r"GiB per device over 4 devices, but"):
+        memory.check_training_fits(trainer, 4, "dqn", (state // 2 - 1, "test memory"), shards=4)

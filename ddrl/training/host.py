@@ -91,8 +91,9 @@ def run_training(
     from ddrl.provenance import CheckpointError
 
     trainer.check_hparams(hparams)
-    check_training_fits(trainer, num_seeds, desc or trainer.agent.name)
     sharding = batch_sharding(num_seeds) if sharded else None
+    shards = 1 if sharding is None else sharding.num_devices
+    check_training_fits(trainer, num_seeds, desc or trainer.agent.name, shards=shards)
     keys = shard(seed_keys(seed, num_seeds), sharding)
     if hparams is not None:
         hparams = shard({k: jnp.asarray(v) for k, v in hparams.items()}, sharding)

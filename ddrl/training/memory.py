@@ -58,21 +58,24 @@ def available_bytes() -> tuple[int, str] | None:
     return None
 
 
-def check_training_fits(trainer: Any, num_seeds: int, what: str, available: tuple[int, str] | None = None) -> int:
+def check_training_fits(trainer: Any, num_seeds: int, what: str, available: tuple[int, str] | None = None,
+                        shards: int = 1) -> int:
     """Raise `InsufficientMemoryError` if `PEAK_STATES` training states of `num_seeds` seeds
     exceed `available` (default: `available_bytes()`; unknown means no check, and 0 is
-    returned); else return the bytes the run needs."""
+    returned); else return the bytes the run needs. `shards`: devices the seeds are split
+    over (each holds its share; `available` is one device's)."""
     available = available_bytes() if available is None else available
     if available is None or os.environ.get("DDRL_SKIP_MEMORY_CHECK"):
         return 0
     free, where = available
     state, buffers = state_bytes(trainer, num_seeds)
-    need = PEAK_STATES * state
+    need = PEAK_STATES * state // shards
     if need <= free:
         return need
     raise InsufficientMemoryError(
         f"{what}: the training state of {num_seeds} seeds is {state / GIB:.2f} GiB ({buffers / GIB:.2f} GiB of it "
-        f"replay buffers) and a chunk holds it twice (its input and its output): {need / GIB:.2f} GiB, but "
+        f"replay buffers) and a chunk holds it twice (its input and its output): {need / GIB:.2f} GiB"
+        f"{f' per device over {shards} devices' if shards > 1 else ''}, but "
         f"{free / GIB:.2f} GiB of {where} are free. Train fewer seeds (budget.seeds), fewer environments per "
         f"seed (trainer.num_envs), with a smaller replay buffer (methods.<key>.buffer_size), or leave this run "
         f"out; DDRL_SKIP_MEMORY_CHECK=1 skips this check."
