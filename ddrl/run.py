@@ -11,18 +11,18 @@ line naming the field (exit 2), before anything is compiled. The run directory i
 locked; a directory that holds another run (or, with `resume=true`, a run of another config)
 is refused with one line (exit 2). Faults end with one line too: an unreadable checkpoint or
 directory, a NaN loss, a training run whose state cannot fit in memory, a training worker
-killed by the operating system (exit 1), Ctrl-C or SIGTERM (exit 130); the manifest then says `failed` and no
-`summary.json` or `results.md` is left behind.
+killed by the operating system (exit 1), Ctrl-C or SIGTERM (exit 130); the manifest then says
+`failed` and no `summary.json` or `results.md` is left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-from concurrent.futures.process import BrokenProcessPool
 import os
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
