@@ -454,10 +454,10 @@ def check_memory(cfg: DictConfig, plan: list[PlannedRun]) -> None:
     that a run too large for this machine stops at once with what to change, not when the
     operating system kills it after the runs before it."""
     from ddrl.training import make_trainer
-    from ddrl.training.memory import available_bytes, check_together, check_training_fits
+    from ddrl.training.memory import check_together, check_training_fits, memory_to_check
 
-    available = available_bytes()
-    if available is None or os.environ.get("DDRL_SKIP_MEMORY_CHECK"):
+    available = memory_to_check()
+    if available is None:
         return
     needs = {}
     for step in plan:

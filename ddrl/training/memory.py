@@ -39,6 +39,11 @@ def state_bytes(trainer: Any, num_seeds: int) -> tuple[int, int]:
     return total(shapes), total(shapes.buffer)
 
 
+def memory_to_check() -> tuple[int, str] | None:
+    """`available_bytes()`, or None (no check) where it is unknown or `DDRL_SKIP_MEMORY_CHECK` is set."""
+    return None if os.environ.get("DDRL_SKIP_MEMORY_CHECK") else available_bytes()
+
+
 def available_bytes() -> tuple[int, str] | None:
     """(bytes free for a new run, where): the default device's unused memory on an accelerator,
     Linux's MemAvailable on the CPU; None where neither is known."""
@@ -61,11 +66,11 @@ def available_bytes() -> tuple[int, str] | None:
 def check_training_fits(trainer: Any, num_seeds: int, what: str, available: tuple[int, str] | None = None,
                         shards: int = 1) -> int:
     """Raise `InsufficientMemoryError` if `PEAK_STATES` training states of `num_seeds` seeds
-    exceed `available` (default: `available_bytes()`; unknown means no check, and 0 is
+    exceed `available` (default: `memory_to_check()`; None there means no check, and 0 is
     returned); else return the bytes the run needs. `shards`: devices the seeds are split
     over (each holds its share; `available` is one device's)."""
-    available = available_bytes() if available is None else available
-    if available is None or os.environ.get("DDRL_SKIP_MEMORY_CHECK"):
+    available = memory_to_check() if available is None else available
+    if available is None:
         return 0
     free, where = available
     state, buffers = state_bytes(trainer, num_seeds)
