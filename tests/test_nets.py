@@ -7,7 +7,7 @@ import pytest
 
 from ddrl.nets import MLP, Denoiser, conditioned_denoiser, make_schedule, sample
 from ddrl.nets.diffusion import cosine_betas, linear_betas, vp_betas
-from ddrl.nets.mlp import mish, orthogonal
+from ddrl.nets.mlp import PartedDense, mish, orthogonal, small_fan_in_product
 
 
 def test_vp_schedule_matches_formula():
@@ -38,6 +38,16 @@ def test_unknown_schedule_is_an_error():
 def test_mish_matches_reference():
     x = jnp.linspace(-30.0, 30.0, 2001)
     np.testing.assert_allclose(mish(x), jax.nn.mish(x), atol=1e-5)
+
+
+def test_mish_derivative_matches_reference_in_both_modes():
+    """Its own derivative formula (one exponential) is mish's derivative, by jvp and by grad."""
+    x = jnp.linspace(-30.0, 30.0, 2001)
+    reference = jax.vmap(jax.grad(jax.nn.mish))(x)
+    np.testing.assert_allclose(jax.vmap(jax.grad(mish))(x), reference, atol=1e-5)
+    _, tangent = jax.jvp(mish, (x,), (jnp.full_like(x, 2.0),))
+    np.testing.assert_allclose(tangent, 2.0 * reference, atol=2e-5)
+    assert np.all(np.isfinite(jax.vmap(jax.grad(mish))(jnp.array([-1e4, -88.0, 0.0, 88.0, 1e4]))))
 
 
 def _denoiser_and_params(n_actions=3, obs_dim=4):
@@ -183,3 +193,62 @@ def test_orthogonal_init_is_flax_orthogonal_without_a_lapack_call(shape):
     gram = ours.T @ ours if shape[0] >= shape[1] else ours @ ours.T
     np.testing.assert_allclose(gram, 2.0 * np.eye(min(shape)), atol=1e-5)
     assert "custom_call" not in jax.jit(lambda k: orthogonal(1.0)(k, shape)).lower(key).as_text()
+
+
+def _dense_on_concatenation(params, parts):
+    """nn.Dense's own output on the concatenated parts (leading axes broadcast first)."""
+    lead = jnp.broadcast_shapes(*(part.shape[:-1] for part in parts))
+    joined = jnp.concatenate([jnp.broadcast_to(part, lead + part.shape[-1:]) for part in parts], axis=-1)
+    return nn.Dense(params["params"]["kernel"].shape[1]).apply(params, joined)
+
+
+@pytest.mark.parametrize("sizes", [(2,), (3,), (32, 1), (64, 64), (20, 3, 1)])
+def test_parted_dense_is_dense_on_the_concatenation(sizes):
+    """Same parameters as nn.Dense (same init from the same key), the same output and the same
+    gradients to float rounding, with parts whose leading axes broadcast (per-set beside
+    per-token features) and parts small enough to be broadcast products."""
+    keys = jax.random.split(jax.random.PRNGKey(0), len(sizes))
+    leads = [(4, 5, 7), (5, 1), (1, 7)]  # per (sample, state, token); per state; per token
+    parts = [jax.random.normal(k, leads[i % 3] + (size,)) for i, (k, size) in enumerate(zip(keys, sizes))]
+    joined = jnp.zeros((4, 5, 7, sum(sizes)))
+    ours = PartedDense(6).init(jax.random.PRNGKey(1), *parts)
+    flax_params = nn.Dense(6).init(jax.random.PRNGKey(1), joined)
+    assert jax.tree.all(jax.tree.map(np.array_equal, ours, flax_params))
+    out = PartedDense(6).apply(ours, *parts)
+    assert out.shape == (4, 5, 7, 6)
+    np.testing.assert_allclose(out, _dense_on_concatenation(ours, parts), rtol=1e-5, atol=1e-5)
+
+    def loss(params, parts, layer):
+        return jnp.sum(jnp.sin(layer(params, parts)))
+
+    ours_grad = jax.grad(loss, argnums=(0, 1))(ours, parts, lambda p, xs: PartedDense(6).apply(p, *xs))
+    flax_grad = jax.grad(loss, argnums=(0, 1))(ours, parts, _dense_on_concatenation)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), ours_grad, flax_grad)
+
+
+def test_small_fan_in_product_and_its_derivatives_are_the_matrix_product():
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 8, 4))
+    kernel = jax.random.normal(jax.random.PRNGKey(1), (4, 5))
+    np.testing.assert_allclose(small_fan_in_product(x, kernel), x @ kernel, rtol=1e-5, atol=1e-5)
+    weights = jax.random.normal(jax.random.PRNGKey(2), (3, 8, 5))
+    grads = jax.grad(lambda a, k: jnp.sum(weights * small_fan_in_product(a, k)), argnums=(0, 1))(x, kernel)
+    reference = jax.grad(lambda a, k: jnp.sum(weights * (a @ k)), argnums=(0, 1))(x, kernel)
+    for ours, theirs in zip(grads, reference):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_mlp_of_several_inputs_is_the_mlp_of_their_concatenation():
+    """`MLP(...)(a, b)` has the parameters of `MLP(...)(concatenate([a, b]))` and its output;
+    so does a first layer of small fan-in computed as broadcast products."""
+    tokens = jax.random.normal(jax.random.PRNGKey(0), (5, 7, 32))
+    pooled = jax.random.normal(jax.random.PRNGKey(1), (5, 1, 64))
+    joined = jnp.concatenate([tokens, jnp.broadcast_to(pooled, (5, 7, 64))], axis=-1)
+    plain = MLP((16, 16), 3, activation="mish")
+    params = plain.init(jax.random.PRNGKey(2), joined)
+    assert jax.tree.all(jax.tree.map(np.array_equal, params, plain.init(jax.random.PRNGKey(2), tokens, pooled)))
+    np.testing.assert_allclose(plain.apply(params, tokens, pooled), plain.apply(params, joined), rtol=1e-5, atol=1e-5)
+    small, dense = MLP((16,), 3, "mish", small_fan_in=16), MLP((16,), 3, "mish")
+    tiny = jax.random.normal(jax.random.PRNGKey(3), (9, 2))
+    small_params = small.init(jax.random.PRNGKey(4), tiny)
+    assert jax.tree.all(jax.tree.map(np.array_equal, small_params, dense.init(jax.random.PRNGKey(4), tiny)))
+    np.testing.assert_allclose(small.apply(small_params, tiny), dense.apply(small_params, tiny), rtol=1e-5, atol=1e-5)

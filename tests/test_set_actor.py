@@ -196,3 +196,33 @@ def test_normalize_q_scale_is_the_spread_over_sets_not_across_states():
     np.testing.assert_allclose(float(d2sac_set.set_spread(3.0 * q)), 3.0 * spread, rtol=1e-5)
     with pytest.raises(ValueError, match="value_samples must be at least 2"):
         d2sac_set.init(jax.random.PRNGKey(0), (11,), 5, {"normalize_q": True, "value_samples": 1})
+
+
+def test_actor_loss_scales_q_by_the_uniform_sets_spread_and_takes_no_gradient_through_it():
+    """With `normalize_q` the actor's loss is −mean min Q(s, S̃)/spread − α·H, the spread measured
+    on uniform sets in a critic call of its own: the same loss and gradient as when the
+    uniform sets share the relaxed sets' call (the form before the split)."""
+    B = 4
+    cfg = TINY.replace(normalize_q=True, value_samples=3)
+    state = d2sac_set.init(jax.random.PRNGKey(0), (1 + B,), B, cfg)
+    obs = jax.random.uniform(jax.random.PRNGKey(1), (6, 1 + B), maxval=4.0)
+    key, alpha = jax.random.PRNGKey(2), jnp.float32(0.1)
+
+    def shared_call(actor_params):
+        key_chain, key_set, key_scale = jax.random.split(key, 3)
+        logits = d2sac_set.scores(state, actor_params, obs, key_chain)
+        chosen = jax.vmap(lambda k: d2sac_set.relaxed_set(logits, k, cfg.relax_temperature))(
+            jax.random.split(key_set, cfg.value_samples))
+        both = jnp.concatenate([chosen, d2sac_set.uniform_sets(key_scale, chosen.shape).astype(chosen.dtype)])
+        q, q_uniform = jnp.split(jnp.minimum(*state.critic.apply_fn(
+            state.critic.params, d2sac_set.token_layout(state).tokens(obs), both)), 2)
+        q = q / (jax.lax.stop_gradient(d2sac_set.set_spread(q_uniform)) + 1e-6)
+        return jnp.mean(-jnp.mean(q, axis=0) - alpha * d2sac_set.set_entropy(logits))
+
+    def split_call(actor_params):
+        return d2sac_set.actor_loss(actor_params, state, state.critic.params, obs, key, alpha)[0]
+
+    np.testing.assert_allclose(split_call(state.actor.params), shared_call(state.actor.params), rtol=1e-5)
+    ours, reference = jax.grad(split_call)(state.actor.params), jax.grad(shared_call)(state.actor.params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), ours, reference)
+    assert any(float(jnp.max(jnp.abs(leaf))) > 0 for leaf in jax.tree.leaves(ours))

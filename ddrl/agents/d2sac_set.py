@@ -82,7 +82,7 @@ from flax.training.train_state import TrainState
 from ddrl.agents import common, d2sac, d2sac_factored
 from ddrl.agents.common import static
 from ddrl.agents.d2sac import AgentState
-from ddrl.nets import MLP, activation_fn, sample, sinusoidal_embedding
+from ddrl.nets import MLP, SMALL_FAN_IN, PartedDense, activation_fn, sample, sinusoidal_embedding
 
 KIND = "off_policy"
 SAMPLED_POLICY = True
@@ -169,11 +169,6 @@ def pool(h: jax.Array) -> jax.Array:
     return jnp.concatenate([jnp.mean(h, axis=-2), jnp.max(h, axis=-2)], axis=-1)
 
 
-def broadcast_tokens(context: jax.Array, like: jax.Array) -> jax.Array:
-    """A per-set vector (..., d) repeated for every token of `like` (..., B, ·)."""
-    return jnp.broadcast_to(context[..., None, :], like.shape[:-1] + context.shape[-1:])
-
-
 class SetEncoder(nn.Module):
     """e_i = ψ([φ(token_i), pool_j φ(token_j)]) and the context c = pool_j e_j."""
 
@@ -183,9 +178,8 @@ class SetEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, tokens: jax.Array) -> tuple[jax.Array, jax.Array]:
-        h = MLP(self.hidden, self.embed_dim, self.activation, name="token")(tokens)
-        mixed = jnp.concatenate([h, broadcast_tokens(pool(h), h)], axis=-1)
-        e = MLP(self.hidden, self.embed_dim, self.activation, name="mix")(mixed)
+        h = MLP(self.hidden, self.embed_dim, self.activation, small_fan_in=SMALL_FAN_IN, name="token")(tokens)
+        e = MLP(self.hidden, self.embed_dim, self.activation, name="mix")(h, pool(h)[..., None, :])  # [h_i, pool h]
         return e, pool(e)
 
 
@@ -204,7 +198,7 @@ class SetDenoiser(nn.Module):
 
     def setup(self):
         self.encoder = SetEncoder(self.token_hidden, self.embed_dim, self.activation)
-        self.condition_in = nn.Dense(self.hidden[0])
+        self.condition_in = PartedDense(self.hidden[0])
         self.score_in = nn.Dense(self.hidden[0], use_bias=False)
         self.time_mlp = MLP((2 * self.time_dim,), self.time_dim, activation="mish")
         self.time_in = nn.Dense(self.hidden[0], use_bias=False)
@@ -213,7 +207,7 @@ class SetDenoiser(nn.Module):
     def condition(self, tokens: jax.Array) -> jax.Array:
         """(..., B, F) -> (..., B, hidden[0]): the first layer's term of [e_i, c]."""
         e, context = self.encoder(tokens)
-        return self.condition_in(jnp.concatenate([e, broadcast_tokens(context, e)], axis=-1))
+        return self.condition_in(e, context[..., None, :])  # [e_i, c]
 
     def eps(self, condition: jax.Array, x_t: jax.Array, t: jax.Array) -> jax.Array:
         """ε(x_t, t) of shape (..., B); `t` a step index (scalar, or one per leading row)."""
@@ -239,10 +233,9 @@ class SetQ(nn.Module):
     def __call__(self, tokens: jax.Array, chosen: jax.Array) -> jax.Array:
         """`tokens` (..., B, F), `chosen` (..., B) memberships in [0, 1] (leading axes broadcast)."""
         e, context = SetEncoder(self.token_hidden, self.embed_dim, self.activation)(tokens)
-        e = jnp.broadcast_to(e, chosen.shape + e.shape[-1:])
         context = jnp.broadcast_to(context, chosen.shape[:-1] + context.shape[-1:])
         member = chosen[..., None]
-        z = MLP(self.hidden, self.embed_dim, self.activation, name="member")(jnp.concatenate([e, member], axis=-1))
+        z = MLP(self.hidden, self.embed_dim, self.activation, name="member")(e, member)  # [e_i, s_i], e_i once per state
         count = jnp.sum(chosen, axis=-1, keepdims=True)
         chosen_mean = jnp.sum(member * z, axis=-2) / jnp.maximum(count, 1.0)
         features = jnp.concatenate([chosen_mean, jnp.max(z, axis=-2), context, count / chosen.shape[-1]], axis=-1)
@@ -414,12 +407,12 @@ def actor_loss(actor_params: dict, state: AgentState, critic_params: dict, obs: 
     logits = scores(state, actor_params, obs, key_chain)
     set_keys = jax.random.split(key_set, state.cfg.value_samples)
     chosen = jax.vmap(lambda k: relaxed_set(logits, k, state.cfg.relax_temperature))(set_keys)  # (M, N, B)
-    if state.cfg.normalize_q:  # the uniform sets of its scale go through the same critic call (one encoder pass)
+    tokens = token_layout(state).tokens(obs)
+    q = jnp.minimum(*state.critic.apply_fn(critic_params, tokens, chosen))  # (M, N)
+    if state.cfg.normalize_q:  # the uniform sets in a call of their own: nothing in it depends on the actor, so
+        # no backward pass runs through it (in one call with `chosen`, it ran on zero cotangents)
         uniform = uniform_sets(key_scale, chosen.shape).astype(chosen.dtype)
-        chosen = jnp.concatenate([chosen, uniform])
-    q = jnp.minimum(*state.critic.apply_fn(critic_params, token_layout(state).tokens(obs), chosen))  # (M or 2M, N)
-    if state.cfg.normalize_q:
-        q, q_uniform = jnp.split(q, 2)
+        q_uniform = jnp.minimum(*state.critic.apply_fn(critic_params, tokens, uniform))
         q = q / (jax.lax.stop_gradient(set_spread(q_uniform)) + 1e-6)
     entropy = set_entropy(logits)
     return jnp.mean(-jnp.mean(q, axis=0) - alpha * entropy), entropy

@@ -11,6 +11,7 @@ evaluation figures only.
 
     python -m ddrl.bench amsa [--methods ddrl_amsa amcoedge] [--episodes 4] [--seeds 10]
     python -m ddrl.bench amsa --experiment ats --episodes 0.5 --eval-episodes 5
+    python -m ddrl.bench amsa --experiment scale --view B20 --methods ddrl_amsa_set --seeds 3
 """
 from __future__ import annotations
 
@@ -57,12 +58,12 @@ class SteadyRun(NamedTuple):
     config: Any  # the method config it trains with (learning_starts 0)
 
 
-def steady_trainer(cfg, key: str, episodes: float, num_seeds: int, repeats: int) -> SteadyRun:
-    """The method `key` of experiment `cfg` as the experiment trains it on the clean view (the
-    paper budget's schedules), with updates from the first step, in `repeats + 1` chunks of
+def steady_trainer(cfg, key: str, episodes: float, num_seeds: int, repeats: int, view: str = "clean") -> SteadyRun:
+    """The method `key` of experiment `cfg` as the experiment trains it in `view` (the paper
+    budget's schedules), with updates from the first step, in `repeats + 1` chunks of
     `episodes` episodes per seed."""
     method = cfg.methods[key]
-    env, params = build_mec(scheduling.view_env_config(cfg, "clean", key), action_space=method.get("action_space"))
+    env, params = build_mec(view_config(cfg, view, key), action_space=method.get("action_space"))
     per_episode = scheduling.expected_decisions_per_episode(env, params)
     paper = scheduling._method_config(cfg, method, float(cfg.paper_episodes), per_episode / int(params.num_slots))
     steady = OmegaConf.merge(paper, {"learning_starts": 0})
@@ -72,11 +73,20 @@ def steady_trainer(cfg, key: str, episodes: float, num_seeds: int, repeats: int)
     return SteadyRun(trainer, runner, env, params, per_episode, steady)
 
 
+def view_config(cfg, view: str, key: str):
+    """The env config of method `key` in `view`; a clear error if the experiment has no such
+    view for it."""
+    env_cfg = scheduling.view_env_config(cfg, view, key)
+    if env_cfg is None or (view not in ("clean", "fidelity") and view not in (cfg.get("scenario_views") or {})):
+        raise SystemExit(f"bench amsa: method {key!r} of experiment {cfg.experiment_name!r} has no view {view!r}")
+    return env_cfg
+
+
 def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episodes: int,
-                    repeats: int = 3) -> dict[str, Any]:
+                    repeats: int = 3, view: str = "clean") -> dict[str, Any]:
     """Compile and steady-state speed of one learner's training and greedy evaluation."""
     method = cfg.methods[key]
-    trainer, runner, env, params, per_episode, steady = steady_trainer(cfg, key, episodes, num_seeds, repeats)
+    trainer, runner, env, params, per_episode, steady = steady_trainer(cfg, key, episodes, num_seeds, repeats, view)
     started = time.perf_counter()
     run_chunk = trainer.batched_run_chunk.lower(runner, jnp.int32(0)).compile()
     compile_s = time.perf_counter() - started
@@ -90,7 +100,7 @@ def measure_learner(cfg, key: str, episodes: float, num_seeds: int, eval_episode
     play = lambda: evaluate_per_seed(env, params, trainer.greedy_policy, runner.agent, eval_key, eval_episodes)  # noqa: E731
     _, eval_s = timed(play)  # as the experiment runs it: traced, compiled and run once
     return {
-        "bench": "amsa", "experiment": str(cfg.experiment_name), "method": key, "agent": str(method.name), "per_bs": bool(method.get("per_bs", False)),
+        "bench": "amsa", "experiment": str(cfg.experiment_name), "view": view, "method": key, "agent": str(method.name), "per_bs": bool(method.get("per_bs", False)),
         "group_acting": split_method(steady)[0].group_acting, "acting_in_training": acting_in_training(trainer, cfg),
         "seeds": num_seeds,
         "envs_per_seed": cfg.trainer.num_envs, "chunk_episodes_per_seed": round(chunk_episodes, 3),
@@ -110,21 +120,22 @@ def acting_in_training(trainer, cfg) -> str | None:
     return agent.acting_for(int(cfg.trainer.num_envs)) if isinstance(agent, PerGroup) else None
 
 
-def measure_scheduler(cfg, key: str, num_seeds: int, eval_episodes: int) -> dict[str, Any]:
+def measure_scheduler(cfg, key: str, num_seeds: int, eval_episodes: int, view: str = "clean") -> dict[str, Any]:
     """Compile and run speed of a scheduler's evaluation."""
     method = cfg.methods[key]
-    env, params = build_mec(scheduling.view_env_config(cfg, "clean", key), action_space=method.get("action_space"))
+    env, params = build_mec(view_config(cfg, view, key), action_space=method.get("action_space"))
     policy = make_scheduler(method.name, env)
     play = lambda: evaluate(env, params, policy, jax.random.PRNGKey(1), num_seeds, eval_episodes)  # noqa: E731
     _, eval_s = timed(play)
-    return {"bench": "amsa", "experiment": str(cfg.experiment_name), "method": key, "scheduler": str(method.name), "seeds": num_seeds,
+    return {"bench": "amsa", "experiment": str(cfg.experiment_name), "view": view, "method": key, "scheduler": str(method.name), "seeds": num_seeds,
             "eval_wall_s": round(eval_s, 2),
             "backend": jax.default_backend()}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="amsa", help="a scheduling experiment: amsa or ats")
+    parser.add_argument("--experiment", default="amsa", help="a scheduling experiment: amsa, ats or scale")
+    parser.add_argument("--view", default="clean", help="the view the methods are built in (scale: B5 ... B100)")
     parser.add_argument("--methods", nargs="+", default=None, help="keys of the experiment's methods (default: all)")
     parser.add_argument("--episodes", type=float, default=4.0, help="training episodes per seed per timed chunk")
     parser.add_argument("--seeds", type=int, default=10)
@@ -135,9 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = compose_experiment(args.overrides, args.experiment)
     for key in args.methods or list(cfg.methods):
         if cfg.methods[key].get("kind") == "scheduler":
-            line = measure_scheduler(cfg, key, args.seeds, args.eval_episodes)
+            line = measure_scheduler(cfg, key, args.seeds, args.eval_episodes, args.view)
         else:
-            line = measure_learner(cfg, key, args.episodes, args.seeds, args.eval_episodes, args.repeats)
+            line = measure_learner(cfg, key, args.episodes, args.seeds, args.eval_episodes, args.repeats, args.view)
         print(json.dumps(line), flush=True)
 
 

@@ -7,10 +7,12 @@ from ddrl.nets.diffusion import (
     sample,
     sinusoidal_embedding,
 )
-from ddrl.nets.mlp import MLP, TwinQ, activation_fn
+from ddrl.nets.mlp import MLP, SMALL_FAN_IN, PartedDense, TwinQ, activation_fn
 
 __all__ = [
     "MLP",
+    "PartedDense",
+    "SMALL_FAN_IN",
     "TwinQ",
     "activation_fn",
     "Denoiser",

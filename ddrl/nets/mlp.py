@@ -5,6 +5,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+# A layer with at most this many inputs is computed as a sum of broadcast products (PartedDense).
+SMALL_FAN_IN = 16
+
+
+@jax.custom_jvp
 def mish(x: jax.Array) -> jax.Array:
     """Mish x·tanh(softplus(x)) with one exponential: tanh(log(1+eˣ)) = n/(n+2), n = eˣ(eˣ+2).
 
@@ -14,6 +19,18 @@ def mish(x: jax.Array) -> jax.Array:
     e = jnp.exp(jnp.minimum(x, 20.0))
     n = e * (e + 2.0)
     return x * n / (n + 2.0)
+
+
+@mish.defjvp
+def _mish_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """mish'(x) = t + x·(1 − t²)·σ(x), t = tanh(softplus(x)) = n/(n+2), σ(x) = e/(1+e), from
+    the same exponential."""
+    (x,), (dx,) = primals, tangents
+    e = jnp.exp(jnp.minimum(x, 20.0))
+    n = e * (e + 2.0)
+    t = n / (n + 2.0)
+    slope = t + x * (1.0 - t * t) * (e / (1.0 + e))
+    return x * t, slope * dx
 
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -42,6 +59,12 @@ class MLP(nn.Module):
 
     `init_scale` switches to orthogonal initialisation (PPO-style) with that gain on the
     hidden layers and `out_scale` on the output layer; None keeps flax's LeCun default.
+
+    Called with several inputs, `MLP(...)(a, b, ...)` is `MLP(...)(concatenate([a, b, ...]))`
+    with the inputs' leading axes broadcast against each other, and the same parameters; the
+    first layer is then a `PartedDense`, which multiplies each input by its rows of the kernel
+    before broadcasting (a per-set summary beside per-token features costs one product per
+    set, not one per token). So is a first layer of at most `small_fan_in` inputs (0: never).
     """
 
     hidden: Sequence[int]
@@ -50,14 +73,23 @@ class MLP(nn.Module):
     out_activation: str | None = None
     init_scale: float | None = None
     out_scale: float = 1.0
+    small_fan_in: int = 0
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, *more: jax.Array) -> jax.Array:
         act = activation_fn(self.activation)
-        for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=self._kernel_init(self.init_scale))(x))
-        out_init = self._kernel_init(None if self.init_scale is None else self.out_scale)
-        x = nn.Dense(self.out_dim, kernel_init=out_init)(x)
+        widths = [*self.hidden, self.out_dim]
+        for i, width in enumerate(widths):
+            last = i == len(widths) - 1
+            init = self._kernel_init(None if self.init_scale is None else self.out_scale) if last \
+                else self._kernel_init(self.init_scale)  # fmt: skip
+            name = f"Dense_{i}"  # flax's own names for unnamed layers: the parameters do not depend on the path taken
+            if i == 0 and (more or x.shape[-1] <= self.small_fan_in):
+                x = PartedDense(width, kernel_init=init, name=name)(x, *more)
+            else:
+                x = nn.Dense(width, kernel_init=init, name=name)(x)
+            if not last:
+                x = act(x)
         return activation_fn(self.out_activation)(x)
 
     @staticmethod
@@ -65,6 +97,60 @@ class MLP(nn.Module):
         if scale is None:
             return nn.initializers.lecun_normal()
         return orthogonal(scale)
+
+
+class PartedDense(nn.Module):
+    """`nn.Dense` of the concatenation of `parts` along the last axis (their leading axes
+    broadcast), with `nn.Dense`'s parameters (kernel of Σ sizes × features, bias), computed
+    part by part: each part times its own rows of the kernel, then the products summed with
+    broadcasting. A part with fewer leading entries than the result (a per-set summary beside
+    B per-token features, one state's embedding beside M sampled sets) is multiplied once,
+    not once per broadcast copy; a part of at most `SMALL_FAN_IN` features is a sum of
+    broadcast products, which XLA fuses with what follows (on the CPU a matrix product whose
+    kernel has 2 or 3 rows ran 1.6–4.7× slower than that sum, bias and mish included, for
+    7,500 × 64 outputs). The same values as `nn.Dense` up to float rounding (sums grouped
+    differently)."""
+
+    features: int
+    use_bias: bool = True
+    kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, *parts: jax.Array) -> jax.Array:
+        sizes = [part.shape[-1] for part in parts]
+        kernel = self.param("kernel", self.kernel_init, (sum(sizes), self.features), jnp.float32)
+        out, start = None, 0
+        for part, size in zip(parts, sizes):
+            rows = kernel[start : start + size]
+            start += size
+            product = small_fan_in_product(part, rows) if size <= SMALL_FAN_IN else part @ rows
+            out = product if out is None else out + product
+        if self.use_bias:
+            out = out + self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+        return out
+
+
+@jax.custom_vjp
+def small_fan_in_product(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """x @ kernel as Σ_k x[..., k] · kernel[k]: elementwise, so XLA fuses it with its
+    consumers. Its derivatives are matrix products, as those of `x @ kernel` (differentiated
+    elementwise they are reductions over the output axis, which ran several times slower)."""
+    out = x[..., 0, None] * kernel[0]
+    for k in range(1, x.shape[-1]):
+        out = out + x[..., k, None] * kernel[k]
+    return out
+
+
+def _small_fan_in_forward(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return small_fan_in_product(x, kernel), (x, kernel)
+
+
+def _small_fan_in_backward(saved: tuple[jax.Array, jax.Array], grad: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, kernel = saved
+    return grad @ kernel.T, jnp.einsum("...i,...o->io", x, grad)
+
+
+small_fan_in_product.defvjp(_small_fan_in_forward, _small_fan_in_backward)
 
 
 def orthogonal(scale: float = 1.0) -> Callable[..., jax.Array]:
