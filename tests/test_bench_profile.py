@@ -51,3 +51,14 @@ def test_a_traced_chunk_of_a_small_learner_is_split_by_the_loop_scopes(capsys: p
     for phase in ("act", "env", "store"):  # the named scopes reach the compiled operations
         assert line["phases"][phase]["s"] > 0, phase
     assert len(line["slowest"]) == 3
+
+
+def test_a_scale_view_is_profiled_and_an_unknown_view_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--view` builds the learner in one of the experiment's views (the scale experiment's B);
+    a view the experiment does not have for that method stops before anything is built."""
+    profile.main(["--experiment", "scale", "--view", "B5", "--methods", "ddrl_amsa_set", "--seeds", "1",
+                  "--episodes", "0.02", "--top", "1", "trainer.num_envs=2", "budget=smoke"])
+    (line,) = [json.loads(text) for text in capsys.readouterr().out.splitlines() if text.startswith("{")]
+    assert (line["view"], line["method"]) == ("B5", "ddrl_amsa_set") and line["phases"]["learn"]["s"] > 0
+    with pytest.raises(SystemExit, match="has no view 'B7'"):
+        profile.main(["--experiment", "scale", "--view", "B7", "--methods", "ddrl_amsa_set", "--seeds", "1"])

@@ -14,6 +14,7 @@ per learner: the chunk's wall time, the operations' summed time (across the CPU'
 so it may exceed the wall time), the phases and the slowest operations.
 
     python -m ddrl.bench profile [--methods ddrl_amsa amcoedge] [--episodes 0.5] [--seeds 10] [--top 12]
+    python -m ddrl.bench profile --experiment scale --view B20 --methods ddrl_amsa_set --seeds 3 --episodes 0.1
 """
 from __future__ import annotations
 
@@ -124,9 +125,9 @@ def attribute(own: collections.Counter, calls: collections.Counter, ops: dict[st
     }
 
 
-def profile_learner(cfg, key: str, episodes: float, num_seeds: int, top: int) -> dict[str, Any]:
-    """One traced chunk of the learner `key`, attributed to the loop's phases."""
-    run = steady_trainer(cfg, key, episodes, num_seeds, repeats=1)
+def profile_learner(cfg, key: str, episodes: float, num_seeds: int, top: int, view: str = "clean") -> dict[str, Any]:
+    """One traced chunk of the learner `key` in `view`, attributed to the loop's phases."""
+    run = steady_trainer(cfg, key, episodes, num_seeds, repeats=1, view=view)
     compiled = run.trainer.batched_run_chunk.lower(run.runner, jnp.int32(0)).compile()
     runner, _ = jax.block_until_ready(compiled(run.runner, jnp.int32(0)))  # warm: buffers, caches
     with tempfile.TemporaryDirectory() as trace_dir:
@@ -141,7 +142,7 @@ def profile_learner(cfg, key: str, episodes: float, num_seeds: int, top: int) ->
         with gzip.open(files[0]) as handle:
             events = json.load(handle)["traceEvents"]
     own, calls = self_times(events)
-    line = {"bench": "profile", "experiment": str(cfg.experiment_name), "method": key, "seeds": num_seeds,
+    line = {"bench": "profile", "experiment": str(cfg.experiment_name), "view": view, "method": key, "seeds": num_seeds,
             "envs_per_seed": cfg.trainer.num_envs,
             "chunk_episodes_per_seed": round(run.trainer.steps_per_chunk / run.decisions_per_episode, 3),
             "chunk_wall_s": round(chunk_s, 3)}  # fmt: skip
@@ -152,7 +153,8 @@ def profile_learner(cfg, key: str, episodes: float, num_seeds: int, top: int) ->
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="amsa", help="a scheduling experiment: amsa or ats")
+    parser.add_argument("--experiment", default="amsa", help="a scheduling experiment: amsa, ats or scale")
+    parser.add_argument("--view", default="clean", help="the view the learners are built in (scale: B5 ... B100)")
     parser.add_argument("--methods", nargs="+", default=["ddrl_amsa"], help="keys of the experiment's learners")
     parser.add_argument("--episodes", type=float, default=0.5, help="training episodes per seed in the traced chunk")
     parser.add_argument("--seeds", type=int, default=10)
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     for key in args.methods:
         if key not in cfg.methods or cfg.methods[key].get("kind") == "scheduler":
             parser.error(f"{key!r} is not a learner of +experiment={args.experiment}")
-        print(json.dumps(profile_learner(cfg, key, args.episodes, args.seeds, args.top)), flush=True)
+        print(json.dumps(profile_learner(cfg, key, args.episodes, args.seeds, args.top, args.view)), flush=True)
 
 
 if __name__ == "__main__":
