@@ -74,11 +74,12 @@ def steady_trainer(cfg, key: str, episodes: float, num_seeds: int, repeats: int,
 
 
 def view_config(cfg, view: str, key: str):
-    """The env config of method `key` in `view`; a clear error if the experiment has no such
-    view for it."""
-    env_cfg = scheduling.view_env_config(cfg, view, key)
-    if env_cfg is None or (view not in ("clean", "fidelity") and view not in (cfg.get("scenario_views") or {})):
-        raise SystemExit(f"bench amsa: method {key!r} of experiment {cfg.experiment_name!r} has no view {view!r}")
+    """The env config of method `key` in `view`, one of the experiment's `views`; a one-line
+    error otherwise (the method runs in fewer views, or the experiment has no such view)."""
+    env_cfg = scheduling.view_env_config(cfg, view, key) if view in cfg.views else None
+    if env_cfg is None:
+        raise SystemExit(f"bench: method {key!r} of experiment {cfg.experiment_name!r} has no view {view!r} "
+                         f"(the experiment's views: {list(cfg.views)})")  # fmt: skip
     return env_cfg
 
 

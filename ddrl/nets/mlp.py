@@ -78,17 +78,15 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *more: jax.Array) -> jax.Array:
         act = activation_fn(self.activation)
-        widths = [*self.hidden, self.out_dim]
-        for i, width in enumerate(widths):
-            last = i == len(widths) - 1
-            init = self._kernel_init(None if self.init_scale is None else self.out_scale) if last \
-                else self._kernel_init(self.init_scale)  # fmt: skip
+        inits = [self._kernel_init(self.init_scale)] * len(self.hidden)
+        inits.append(self._kernel_init(None if self.init_scale is None else self.out_scale))
+        for i, (width, init) in enumerate(zip([*self.hidden, self.out_dim], inits)):
             name = f"Dense_{i}"  # flax's own names for unnamed layers: the parameters do not depend on the path taken
             if i == 0 and (more or x.shape[-1] <= self.small_fan_in):
                 x = PartedDense(width, kernel_init=init, name=name)(x, *more)
             else:
                 x = nn.Dense(width, kernel_init=init, name=name)(x)
-            if not last:
+            if i < len(self.hidden):
                 x = act(x)
         return activation_fn(self.out_activation)(x)
 
