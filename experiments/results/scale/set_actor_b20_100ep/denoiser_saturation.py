@@ -1,6 +1,6 @@
 """Where the set actor's 3.81-nat entropy floor comes from: its denoiser's tanh output.
 
-    python experiments/results/scale/set_actor_b20_100ep/denoiser_saturation.py RUN_DIR [--view B20] [--states 512]
+    python experiments/results/scale/set_actor_b20_100ep/denoiser_saturation.py RUN_DIR --method ddrl_amsa_set [--view B20] [--states 512]
 
 An analysis record of this folder's run (not part of the package, not a test). Restores the
 final set actor (`ddrl_amsa_set`, one agent for all BSs) of a finished scale run, takes the last
@@ -11,9 +11,7 @@ and per reverse step the share of ε outputs with |ε| > 0.999 (the tanh saturat
 """
 from __future__ import annotations
 
-import argparse
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -25,10 +23,7 @@ from ddrl.nets import diffusion
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=pathlib.Path)
-    parser.add_argument("--view", default="B20")
-    parser.add_argument("--method", default="ddrl_amsa_set")
+    parser = scheduling.restore_arguments(__doc__.splitlines()[0], view="B20")
     parser.add_argument("--states", type=int, default=512)
     args = parser.parse_args()
     restored = scheduling.restore_or_exit(args)
