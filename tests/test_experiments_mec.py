@@ -56,6 +56,19 @@ def test_amsa_smoke_trains_per_bs_agents_and_writes_the_table(tmp_path):
     figures = json.loads(regret.stdout.splitlines()[-1])
     assert figures["sets"] == 31 and 0 < figures["decisions"] <= 200 and 0.0 <= figures["agreement"] <= 1.0
     assert figures["regret_ms"] >= 0.0 and 1.0 <= figures["rank"] <= 31 and figures["uniform_regret_ms"] > 0.0
+    # scripts/policy_search.py: each seed's learner played as a table of its own set frequencies, then searched on
+    search = subprocess.run([sys.executable, "scripts/policy_search.py", "--from-run", str(run_dir), "--view", "clean",
+                             "--method", "ddrl_amsa", "--decisions", "300", "--generations", "2", "--report-every", "1",
+                             "--population", "2", "--episodes", "1"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert search.returncode == 0, search.stderr[-3000:]
+    figures = json.loads(search.stdout.splitlines()[-1])
+    learner = figures["started_from"]
+    assert figures["search_seeds"] == 2 and learner["method"] == "ddrl_amsa" and 0 < learner["decisions"] <= 600
+    assert 0 < learner["as_table"]["make_span"][0] < 1.0 and 0 < figures["make_span"][0] < 1.0
+    assert all(0.0 <= h <= np.log(31) + 1e-3 for h in learner["per_bs"]["entropy_nats"])
+    assert figures["search_episodes_per_seed"] == 2 * 2 * 2 * 1 and figures["optimal_myopic"]["make_span"][0] > 0
+    assert len(figures["utilisation"]) == 5 and all(0.0 <= u <= 1.0 for u in figures["utilisation"])
 
 
 def test_amsa_published_view_runs_each_baseline_on_its_env_copy(tmp_path):
