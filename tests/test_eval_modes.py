@@ -56,6 +56,20 @@ def test_the_noise_free_chain_ignores_the_key():
     assert not np.allclose(first, d2sac.policy(state, state.actor.params, OBS, jax.random.PRNGKey(1)))
 
 
+def test_without_chain_noise_pi_and_the_sampled_actions_depend_on_the_state_alone():
+    noisy = _agent(chains=8)
+    quiet = noisy.replace(cfg=noisy.cfg.replace(chain_noise=False))
+    keys = jax.random.split(jax.random.PRNGKey(1), 4000)
+    probs = jax.vmap(lambda k: d2sac.policy(quiet, quiet.actor.params, OBS, k)[0])(keys)
+    np.testing.assert_array_equal(probs, jnp.broadcast_to(probs[0], probs.shape))  # one π per state, any key
+    np.testing.assert_array_equal(probs[0], d2sac.greedy_probs(d2sac.policy, noisy.replace(cfg=noisy.cfg.replace(
+        greedy_chains=0)), OBS, keys[0])[0])  # the noise-free chain's π  # fmt: skip
+    assert not np.allclose(*jax.vmap(lambda k: d2sac.policy(noisy, noisy.actor.params, OBS, k)[0])(keys[:2]))
+    actions = jax.vmap(lambda k: d2sac.act(quiet, OBS, k, True)[0])(keys)  # sampled from that one π
+    frequencies = np.bincount(np.asarray(actions), minlength=3) / len(keys)
+    np.testing.assert_allclose(frequencies, probs[0], atol=4 * np.sqrt(0.25 / len(keys)))
+
+
 def test_a_traced_explore_flag_picks_the_same_actions_as_the_static_one():
     for module in (d2sac, d2sac_factored):
         state = _agent(chains=4, module=module)

@@ -359,8 +359,8 @@ def scores(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array
     def eps_fn(x_t: jax.Array, t: jax.Array) -> jax.Array:
         return state.denoiser.apply(actor_params, condition, x_t, t, method=SetDenoiser.eps)
 
-    return sample(eps_fn, state.schedule, tokens.shape[:-1], key, clip_x0=state.cfg.clip_x0, noise_free=noise_free,
-                  soft_clip=state.cfg.soft_clip)
+    return sample(eps_fn, state.schedule, tokens.shape[:-1], key, clip_x0=state.cfg.clip_x0,
+                  noise_free=noise_free or not state.cfg.chain_noise, soft_clip=state.cfg.soft_clip)
 
 
 def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,
