@@ -17,8 +17,8 @@ table of logits over the 31 sets per BS and per D bin (`--bins` equal bins of [D
 - `pg_task` / `pg_slot`: REINFORCE, each update playing `--pg-envs` fresh episodes of
   `--pg-steps` decisions; a decision is credited with its own task's make-span (`pg_task`: what a
   per-task reward with γ = 0 teaches) or with the make-spans of every task from it to the end of
-  its slot (`pg_slot`), less the mean at its position in the slot. `--pg-updates 500
-  --pg-envs 1` is the tables' budget: 500 episodes per seed.
+  its slot (`pg_slot`), less the mean at its position in the slot. The defaults (500 updates of
+  one 4,500-decision episode) are the tables' budget: 2.25 M environment steps per seed.
 
 `--from-run RUN_DIR --method KEY` first plays each seed of a finished scheduling run's learner
 (`--mode`, `--decisions` per seed) and reads its action frequencies per BS and D bin as a table:
@@ -135,9 +135,9 @@ class GradientSettings:
     fresh episodes for `steps` decisions (about one episode) with the table and ascends the
     score-function gradient of the chosen credit, less its mean at the task's position in the slot."""
 
-    updates: int = 1000
-    envs: int = 16
-    steps: int = 4608
+    updates: int = 500
+    envs: int = 1
+    steps: int = 4500  # amcoedge's expected episode: 5 BS × 50 × 0.3 tasks × 60 slots
     learning_rate: float = 0.05
 
 
