@@ -309,6 +309,9 @@ def main() -> None:
     if restored is not None:
         if num_seeds != int(cfg.budget.seeds):
             raise SystemExit(f"--seeds {num_seeds}: --from-run searches from each of the run's {cfg.budget.seeds} seeds")
+        if restored.setup.env.actions.kind != env.actions.kind:
+            raise SystemExit(f"{args.method} chooses in the {restored.setup.env.actions.kind} space; the table "
+                             f"holds one probability per {env.actions.kind} action")  # fmt: skip
         initial, seen = learner_table(restored, args.mode, args.bins, args.decisions)
         learner = {"run": args.from_run, "method": args.method, "mode": args.mode, **seen,
                    "as_table": figures(play_tables(jnp.asarray(initial))), "per_bs": table_summary(env, initial)}  # fmt: skip
