@@ -290,7 +290,7 @@ def main() -> None:
     setup = scheduling.setup_method(cfg, cfg.methods.optimal_myopic, env_cfg)
     env, params = setup.env, setup.params
     num_seeds = int(args.seeds or cfg.budget.seeds)
-    eval_key, eval_episodes = scheduling._evaluation(cfg)
+    eval_key, eval_episodes = scheduling.shared_evaluation(cfg)
     play_tables = jax.jit(lambda tables: evaluate_per_seed(env, params, lambda logits: table_policy(env, logits),
                                                            tables, eval_key, eval_episodes))  # fmt: skip
     myopic = evaluate(env, params, make_scheduler("optimal_myopic", env), eval_key, num_seeds, eval_episodes)

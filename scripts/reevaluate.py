@@ -35,7 +35,7 @@ def main() -> None:
             changes[name] = text
     restored = scheduling.restore_or_exit(args, changes)
     cfg, setup, trainer = restored.cfg, restored.setup, restored.trainer
-    eval_key, eval_episodes = scheduling._evaluation(cfg)  # the run's own evaluation episodes
+    eval_key, eval_episodes = scheduling.shared_evaluation(cfg)  # the run's own evaluation episodes
     metrics = evaluate_per_seed(setup.env, setup.params, lambda agent: trainer.policy(agent, args.mode),
                                 restored.final.agent, eval_key, eval_episodes)  # fmt: skip
     row = scheduling._metric_row(jax.block_until_ready(metrics))

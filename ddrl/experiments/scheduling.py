@@ -345,7 +345,7 @@ def planned_runs(cfg: DictConfig, plan: list[PlannedRun]) -> list[tuple[str, str
     """(view, method, environment steps over all seeds) of each run of `plan` that `run` makes,
     in order: a learner's training and evaluation steps, a scheduler's evaluation steps."""
     num_seeds = int(cfg.budget.seeds)
-    _, eval_episodes = _evaluation(cfg)
+    _, eval_episodes = shared_evaluation(cfg)
     planned = []
     for step in plan:
         if step.setup is None:
@@ -367,7 +367,7 @@ def run(cfg: DictConfig, run_dir: pathlib.Path) -> dict[str, Any]:
     """Train and evaluate every method in every view; write tables and plots."""
     run_dir = pathlib.Path(run_dir)
     num_seeds = int(cfg.budget.seeds)
-    eval_key, eval_episodes = _evaluation(cfg)
+    eval_key, eval_episodes = shared_evaluation(cfg)
     plan = plan_runs(cfg)
     check_memory(cfg, plan)
     results: dict[str, dict[str, dict[str, Any]]] = {view: {} for view in _view_order(cfg)}
@@ -469,7 +469,7 @@ def check_memory(cfg: DictConfig, plan: list[PlannedRun]) -> None:
     check_together(needs, training_jobs(cfg), available)
 
 
-def _evaluation(cfg: DictConfig) -> tuple[jax.Array, int]:
+def shared_evaluation(cfg: DictConfig) -> tuple[jax.Array, int]:
     """The evaluation key every method shares, and the evaluation episodes per seed and mode."""
     eval_key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), 10_000)
     return eval_key, min(int(cfg.budget.eval_episodes), int(cfg.eval_episodes))
@@ -681,7 +681,7 @@ def train_method(cfg: DictConfig, view: str, key: str, setup: MethodSetup, run_d
     `progress=False`: no progress bar; `on_chunk(steps done, total)` after every chunk."""
     from ddrl.experiments.methods import train_and_evaluate
 
-    eval_key, eval_episodes = _evaluation(cfg)
+    eval_key, eval_episodes = shared_evaluation(cfg)
     env, params = setup.env, setup.params
     rows: dict[str, Any] = {}
 
