@@ -67,7 +67,6 @@ class SearchSettings:
     episodes: int = 8
     sigma: float = 0.3
     learning_rate: float = 0.05
-    report_every: int = 25
 
 
 def d_bin(env: MEC, obs: jax.Array, params: MECParams, bins: int) -> jax.Array:
@@ -89,13 +88,38 @@ def table_policy(env: MEC, logits: jax.Array):
     return policy
 
 
-def search(env: MEC, params: MECParams, keys: jax.Array, bins: int, settings: SearchSettings,
+def fit(update, logits: jax.Array, optimiser, keys: jax.Array, updates: int, report_every: int,
+        progress=None) -> tuple[jax.Array, np.ndarray]:  # fmt: skip
+    """`update((logits, optimiser_state), key) -> (carry, make_span)` run `updates` times from
+    `logits` (seeds, ...), one run per key of `keys`, `report_every` updates per jitted call
+    (a `lax.scan`, vmapped over the seeds); the fitted logits and each update's make-span
+    (seeds, updates). `progress(updates_done, mean_make_span)` after each call."""
+    if updates < 1 or report_every < 1 or updates % report_every:
+        raise ValueError(f"{updates} updates: a positive multiple of report_every {report_every}")
+
+    def block(carry, block_key):
+        return jax.lax.scan(update, carry, jax.random.split(block_key, report_every))
+
+    blocks = jax.jit(jax.vmap(block))
+    carry, history = (logits, jax.vmap(optimiser.init)(logits)), []
+    for index in range(updates // report_every):
+        carry, spans = blocks(carry, jax.vmap(lambda k: jax.random.fold_in(k, index))(keys))
+        history.append(np.asarray(spans))
+        if progress is not None:
+            progress((index + 1) * report_every, float(history[-1][:, -1].mean()))
+    return carry[0], np.concatenate(history, axis=1)
+
+
+def uniform_tables(env: MEC, params: MECParams, seeds: int, bins: int) -> jax.Array:
+    """Logits (seeds, num_bs, bins, actions) of the uniform table: every set equally likely."""
+    return jnp.zeros((seeds, int(params.capacity.shape[0]), bins, env.num_actions))
+
+
+def search(env: MEC, params: MECParams, keys: jax.Array, bins: int, settings: SearchSettings, report_every: int,
            progress=None, initial: jax.Array | None = None) -> tuple[jax.Array, np.ndarray]:  # fmt: skip
     """One search per key of `keys` (seeds,), all in one vmapped program, each from the uniform
     table or from `initial` (seeds, num_bs, bins, actions): the searched logits (same shape) and
-    each generation's mean candidate make-span (seeds, generations).
-    `progress(generations_done, mean_make_span)` after each report block."""
-    num_bs = int(params.capacity.shape[0])
+    each generation's mean candidate make-span (seeds, generations), see `fit`."""
     optimiser = optax.adam(settings.learning_rate)
     pairs, sigma = settings.population, settings.sigma
 
@@ -115,18 +139,8 @@ def search(env: MEC, params: MECParams, keys: jax.Array, bins: int, settings: Se
         updates, optimiser_state = optimiser.update(gradient, optimiser_state, logits)  # descends the make-span
         return (optax.apply_updates(logits, updates), optimiser_state), spans.mean()
 
-    def block(carry, block_key):
-        return jax.lax.scan(generation, carry, jax.random.split(block_key, settings.report_every))
-
-    blocks = jax.jit(jax.vmap(block))
-    logits = jnp.zeros((keys.shape[0], num_bs, bins, env.num_actions)) if initial is None else jnp.asarray(initial)
-    carry, history = (logits, jax.vmap(optimiser.init)(logits)), []
-    for index in range(-(-settings.generations // settings.report_every)):
-        carry, spans = blocks(carry, jax.vmap(lambda k: jax.random.fold_in(k, index))(keys))
-        history.append(np.asarray(spans))
-        if progress is not None:
-            progress((index + 1) * settings.report_every, float(history[-1][:, -1].mean()))
-    return carry[0], np.concatenate(history, axis=1)
+    start = uniform_tables(env, params, keys.shape[0], bins) if initial is None else jnp.asarray(initial)
+    return fit(generation, start, optimiser, keys, settings.generations, report_every, progress)
 
 
 @dataclass(frozen=True)
@@ -159,10 +173,11 @@ def policy_gradient(env: MEC, params: MECParams, keys: jax.Array, bins: int, set
     `credit="task"` credits each decision with its own task's make-span (what a per-task reward
     with γ = 0 teaches); `credit="slot"` with the make-spans of its task and of every task
     decided after it in the same slot — all the tasks it can delay when, as here, no backlog
-    crosses a slot boundary. Returns the logits and each update's mean make-span (seeds, updates)."""
+    crosses a slot boundary. Returns the logits and each update's mean make-span (seeds, updates),
+    see `fit`."""
     if credit not in ("task", "slot"):
         raise ValueError(f"credit {credit!r}: task or slot")
-    num_bs, positions = int(params.capacity.shape[0]), int(params.capacity.shape[0]) * env.max_tasks
+    positions = int(params.capacity.shape[0]) * env.max_tasks  # (BS, task index) cells of a slot
     optimiser = optax.adam(settings.learning_rate)
 
     def play(logits, key):
@@ -200,18 +215,8 @@ def policy_gradient(env: MEC, params: MECParams, keys: jax.Array, bins: int, set
         updates, optimiser_state = optimiser.update(jax.grad(surrogate)(logits), optimiser_state, logits)
         return (optax.apply_updates(logits, updates), optimiser_state), jnp.sum(make_span * weight) / weight.sum()
 
-    def block(carry, block_key):
-        return jax.lax.scan(update, carry, jax.random.split(block_key, report_every))
-
-    blocks = jax.jit(jax.vmap(block))
-    logits = jnp.zeros((keys.shape[0], num_bs, bins, env.num_actions))
-    carry, history = (logits, jax.vmap(optimiser.init)(logits)), []
-    for index in range(settings.updates // report_every):
-        carry, spans = blocks(carry, jax.vmap(lambda k: jax.random.fold_in(k, index))(keys))
-        history.append(np.asarray(spans))
-        if progress is not None:
-            progress((index + 1) * report_every, float(history[-1][:, -1].mean()))
-    return carry[0], np.concatenate(history, axis=1)
+    return fit(update, uniform_tables(env, params, keys.shape[0], bins), optimiser, keys, settings.updates,
+               report_every, progress)  # fmt: skip
 
 
 def learner_table(restored: scheduling.RestoredRun, mode: str, bins: int, decisions: int) -> tuple[np.ndarray, dict]:
@@ -258,6 +263,7 @@ def main() -> None:
     parser.add_argument("--optimiser", default="es", choices=("es", "pg_task", "pg_slot"),
                         help="es: the evolution strategy on the episode's make-span; pg_task / pg_slot: REINFORCE "
                         "crediting each decision with its own task's make-span / with its slot's rest (--pg-* flags)")
+    parser.add_argument("--report-every", type=int, default=25, help="updates per jitted call and progress line")
     for name, value in vars(SearchSettings()).items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     for name, value in vars(GradientSettings()).items():
@@ -327,16 +333,16 @@ def main() -> None:
               f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
 
     if args.optimiser == "es":
-        searched, history = search(env, params, keys, args.bins, settings, progress, initial)
+        searched, history = search(env, params, keys, args.bins, settings, args.report_every, progress, initial)
         episodes = settings.generations * 2 * settings.population * settings.episodes
-        used = dict(vars(settings))
+        used = {**vars(settings), "report_every": args.report_every}
     else:
         searched, history = policy_gradient(env, params, keys, args.bins, gradient, args.optimiser[3:],
                                             args.report_every, progress)  # fmt: skip
         episodes = round(gradient.updates * gradient.envs * gradient.steps / setup.decisions_per_episode)
         used = {**vars(gradient), "report_every": args.report_every}
     search_s = time.perf_counter() - started
-    uniform = jnp.zeros((num_seeds, int(params.capacity.shape[0]), 1, env.num_actions))
+    uniform = uniform_tables(env, params, num_seeds, 1)
     row = {
         "view": args.view, "overrides": overrides, "optimiser": args.optimiser, "bins": args.bins,
         "search_seeds": num_seeds, "eval_episodes_per_seed": eval_episodes, "settings": used,

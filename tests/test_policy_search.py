@@ -49,11 +49,11 @@ def test_d_bins_cover_the_input_range_and_refuse_other_observations():
 
 def test_the_search_runs_each_key_apart_deterministically_and_reports_its_progress():
     env, params = build_mec(TINY, action_space="subset")
-    settings = policy_search.SearchSettings(generations=4, population=4, episodes=2, report_every=2, learning_rate=0.3)
+    settings = policy_search.SearchSettings(generations=4, population=4, episodes=2, learning_rate=0.3)
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     seen = []
-    logits, history = policy_search.search(env, params, keys, 2, settings, lambda done, span: seen.append(done))
-    again, _ = policy_search.search(env, params, keys, 2, settings)
+    logits, history = policy_search.search(env, params, keys, 2, settings, 2, lambda done, span: seen.append(done))
+    again, _ = policy_search.search(env, params, keys, 2, settings, 2)
     assert logits.shape == (2, int(params.capacity.shape[0]), 2, env.num_actions) and history.shape == (2, 4)
     assert seen == [2, 4] and np.isfinite(history).all()
     np.testing.assert_array_equal(np.asarray(logits), np.asarray(again))
