@@ -112,13 +112,15 @@ def test_presets_differ_where_published():
 
 SOFT_AC_TRACED = {"actor_lr", "critic_lr", "alpha_lr", "weight_decay", "gamma", "tau", "alpha",
                   "target_entropy_ratio", "target_entropy"}  # fmt: skip
+DIFFUSION_TRACED = SOFT_AC_TRACED | {"chain_noise_scale"}  # the diffusion actors also scale their chain's noise
 DQN_TRACED = {"learning_rate", "weight_decay", "gamma", "tau", "eps_start", "eps_end", "exploration_fraction",
               "exploration_steps", "exploration_start"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name, traced", [
-    ("dqn", DQN_TRACED), ("topk_dqn", DQN_TRACED), ("sac", SOFT_AC_TRACED), ("d2sac", SOFT_AC_TRACED | {"clip_x0"}),
-    ("d2sac_factored", SOFT_AC_TRACED | {"clip_x0"}), ("lad_ts", SOFT_AC_TRACED), ("d2sac_set", SOFT_AC_TRACED | {"relax_temperature"}),
+    ("dqn", DQN_TRACED), ("topk_dqn", DQN_TRACED), ("sac", SOFT_AC_TRACED), ("d2sac", DIFFUSION_TRACED | {"clip_x0"}),
+    ("d2sac_factored", DIFFUSION_TRACED | {"clip_x0"}), ("lad_ts", DIFFUSION_TRACED),
+    ("d2sac_set", DIFFUSION_TRACED | {"relax_temperature"}),
     ("ppo", {"learning_rate", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef"}),
 ])  # fmt: skip
 def test_traced_config_fields_are_the_numeric_hyperparameters(name, traced):

@@ -56,18 +56,35 @@ def test_the_noise_free_chain_ignores_the_key():
     assert not np.allclose(first, d2sac.policy(state, state.actor.params, OBS, jax.random.PRNGKey(1)))
 
 
+def _with_noise_scale(state, scale):
+    return state.replace(cfg=state.cfg.replace(chain_noise_scale=jnp.asarray(scale, jnp.float32)))
+
+
 def test_without_chain_noise_pi_and_the_sampled_actions_depend_on_the_state_alone():
     noisy = _agent(chains=8)
-    quiet = noisy.replace(cfg=noisy.cfg.replace(chain_noise=False))
+    quiet = _with_noise_scale(noisy, 0.0)
     keys = jax.random.split(jax.random.PRNGKey(1), 4000)
     probs = jax.vmap(lambda k: d2sac.policy(quiet, quiet.actor.params, OBS, k)[0])(keys)
     np.testing.assert_array_equal(probs, jnp.broadcast_to(probs[0], probs.shape))  # one π per state, any key
-    np.testing.assert_array_equal(probs[0], d2sac.greedy_probs(d2sac.policy, noisy.replace(cfg=noisy.cfg.replace(
-        greedy_chains=0)), OBS, keys[0])[0])  # the noise-free chain's π  # fmt: skip
+    np.testing.assert_allclose(probs[0], d2sac.greedy_probs(d2sac.policy, noisy.replace(cfg=noisy.cfg.replace(
+        greedy_chains=0)), OBS, keys[0])[0], atol=1e-6)  # the noise-free chain's π (to rounding)  # fmt: skip
     assert not np.allclose(*jax.vmap(lambda k: d2sac.policy(noisy, noisy.actor.params, OBS, k)[0])(keys[:2]))
     actions = jax.vmap(lambda k: d2sac.act(quiet, OBS, k, True)[0])(keys)  # sampled from that one π
     frequencies = np.bincount(np.asarray(actions), minlength=3) / len(keys)
     np.testing.assert_allclose(frequencies, probs[0], atol=4 * np.sqrt(0.25 / len(keys)))
+
+
+def test_the_chain_noise_scale_cools_the_chain_between_its_mean_path_and_the_ddpm_chain():
+    noisy = _agent(chains=8)
+    keys = jax.random.split(jax.random.PRNGKey(2), 256)
+
+    def x0_over_keys(state):
+        return jax.vmap(lambda k: d2sac.reverse_chain(state, state.actor.params, OBS, k))(keys)
+
+    default = x0_over_keys(noisy)
+    np.testing.assert_array_equal(default, x0_over_keys(_with_noise_scale(noisy, 1.0)))  # 1: the DDPM chain as it was
+    spread = [float(jnp.mean(jnp.std(x0_over_keys(_with_noise_scale(noisy, s)), axis=0))) for s in (0.0, 0.3, 1.0)]
+    assert spread[0] < 1e-6 and 0.1 < spread[1] < spread[2], spread  # 0: the mean path (to rounding)
 
 
 def test_a_traced_explore_flag_picks_the_same_actions_as_the_static_one():

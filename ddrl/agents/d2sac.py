@@ -60,9 +60,9 @@ class Config:
     train_every: int = static(1)  # env steps (over all envs) per training round
     updates_per_train: int = static(1)  # gradient steps per training round
     greedy_chains: int = static(8)  # greedy action: argmax of π averaged over this many chain runs (0: one noise-free chain)
-    chain_noise: bool = static(True)  # False: every chain (acting, training) runs its noise-free mean path, so π(·|s)
-    # is a function of s alone and the entropy α is tuned on is that of the actions taken (with noise, the actions
-    # spread over the chain's start noise as well, which no entropy term sees)
+    chain_noise_scale: float = 1.0  # scale of every chain's noise (acting, training; x_T's and each step's): 1 the DDPM
+    # chain; 0 its noise-free mean path, so π(·|s) is a function of s alone and the entropy α is tuned on is that of the
+    # actions taken (with noise, the actions spread over the chain's start noise as well, which no entropy term sees)
 
 
 PUBLISHED = Config(
@@ -152,15 +152,22 @@ def reverse_chain(state: AgentState, actor_params: dict, obs: jax.Array, key: ja
                   x_start: jax.Array | None = None, noise_free: bool = False,
                   group: jax.Array | None = None) -> jax.Array:
     """x_0 of one run of the reverse chain conditioned on `obs` (from `x_start`, else noise;
-    `noise_free` or `cfg.chain_noise` False: the deterministic mean path; `group`: `actor_params` are stacked and row i
+    `noise_free`: the deterministic mean path; `cfg.chain_noise_scale` scales the noise; `group`: `actor_params` are stacked and row i
     runs network `group[i]`, see `conditioned_denoiser`)."""
     eps_fn = conditioned_denoiser(state.denoiser, actor_params, obs, state.schedule.num_steps, group)
     shape = obs.shape[:-1] + (state.n_actions,)
-    clip_x0 = state.cfg.clip_x0  # traced: stacked agents hold one bound each, row i uses group[i]'s
-    if group is not None and clip_x0 is not None and jnp.ndim(clip_x0) > 0:
-        clip_x0 = clip_x0[group][..., None]
-    return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=clip_x0,
-                  noise_free=noise_free or not state.cfg.chain_noise, soft_clip=state.cfg.soft_clip)  # fmt: skip
+    clip_x0 = per_row(state.cfg.clip_x0, group)  # traced: stacked agents hold one bound each, row i uses group[i]'s
+    noise_scale = per_row(state.cfg.chain_noise_scale, group)
+    return sample(eps_fn, state.schedule, shape, key, x_start=x_start, clip_x0=clip_x0, noise_free=noise_free,
+                  soft_clip=state.cfg.soft_clip, noise_scale=noise_scale)  # fmt: skip
+
+
+def per_row(setting: jax.Array | None, group: jax.Array | None) -> jax.Array | None:
+    """A traced setting as the chain applies it: one value, or, for a stack of agents (one value
+    each) acting grouped, row i's agent's value `setting[group[i]]` as a column."""
+    if group is not None and setting is not None and jnp.ndim(setting) > 0:
+        return setting[group][..., None]
+    return setting
 
 
 def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,

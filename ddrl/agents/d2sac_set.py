@@ -360,7 +360,7 @@ def scores(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array
         return state.denoiser.apply(actor_params, condition, x_t, t, method=SetDenoiser.eps)
 
     return sample(eps_fn, state.schedule, tokens.shape[:-1], key, clip_x0=state.cfg.clip_x0,
-                  noise_free=noise_free or not state.cfg.chain_noise, soft_clip=state.cfg.soft_clip)
+                  noise_free=noise_free, soft_clip=state.cfg.soft_clip, noise_scale=state.cfg.chain_noise_scale)
 
 
 def policy(state: AgentState, actor_params: dict, obs: jax.Array, key: jax.Array,

@@ -173,6 +173,7 @@ def sample(
     clip_x0: float | None = None,
     noise_free: bool = False,
     soft_clip: bool = False,
+    noise_scale: float | jax.Array = 1.0,
 ) -> jax.Array:
     """Run the DDPM reverse chain from x_T to x_0, differentiably; returns x_0 of `shape`.
 
@@ -185,12 +186,14 @@ def sample(
     vanishes (a hard clip's is zero beyond the bound, so an output pushed past it cannot be
     pulled back by any loss, the entropy bonus included). `noise_free`: the chain's mean path,
     deterministic — x_T = 0 (or `x_start`) and no noise added at any step (`key` is then unused).
+    `noise_scale` (may be traced) multiplies the noise drawn, x_T's and every step's: 1 the DDPM
+    chain, 0 its mean path (as `noise_free`, with the draws made), between: a cooler chain.
     """
     num_steps = schedule.num_steps
     key_start, key_noise = jax.random.split(key)
-    draw = jnp.zeros if noise_free else (lambda shape: jax.random.normal(key_noise, shape))
+    draw = jnp.zeros if noise_free else (lambda shape: noise_scale * jax.random.normal(key_noise, shape))
     if x_start is None:
-        x_t = jnp.zeros(shape) if noise_free else jax.random.normal(key_start, shape)
+        x_t = jnp.zeros(shape) if noise_free else noise_scale * jax.random.normal(key_start, shape)
     else:
         x_t = x_start
     noise = draw((num_steps - 1,) + tuple(shape))
