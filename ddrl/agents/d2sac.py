@@ -152,8 +152,8 @@ def reverse_chain(state: AgentState, actor_params: dict, obs: jax.Array, key: ja
                   x_start: jax.Array | None = None, noise_free: bool = False,
                   group: jax.Array | None = None) -> jax.Array:
     """x_0 of one run of the reverse chain conditioned on `obs` (from `x_start`, else noise;
-    `noise_free`: the deterministic mean path; `cfg.chain_noise_scale` scales the noise; `group`: `actor_params` are stacked and row i
-    runs network `group[i]`, see `conditioned_denoiser`)."""
+    `noise_free`: the deterministic mean path; `cfg.chain_noise_scale` scales the noise; `group`:
+    `actor_params` are stacked and row i runs network `group[i]`, see `conditioned_denoiser`)."""
     eps_fn = conditioned_denoiser(state.denoiser, actor_params, obs, state.schedule.num_steps, group)
     shape = obs.shape[:-1] + (state.n_actions,)
     clip_x0 = per_row(state.cfg.clip_x0, group)  # traced: stacked agents hold one bound each, row i uses group[i]'s
