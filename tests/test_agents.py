@@ -165,3 +165,20 @@ def test_d2sac_chain_clips_x0_hard_or_soft_as_configured(soft):
         assert x_0.max() < 1.0 and on_bound == 0.0
     else:
         assert x_0.max() <= 1.0 + 1e-6 and on_bound > 0.2
+
+
+@pytest.mark.parametrize("reads_target", [False, True])
+def test_d2sac_actor_step_reads_the_critic_it_is_configured_to(reads_target):
+    """`actor_reads_target_critic`: the actor step follows the Polyak target critic, so two agents
+    that differ only in their online critic take the same actor step; by default they do not."""
+    cfg = d2sac.Config(denoiser_hidden=(16,), critic_hidden=(16,), diffusion_steps=3, batch_size=8,
+                       actor_reads_target_critic=reads_target)  # fmt: skip
+    state = d2sac.init(jax.random.PRNGKey(0), (4,), 5, cfg)
+    perturbed = jax.tree.map(lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(9), p.shape), state.critic.params)
+    other = state.replace(critic=state.critic.replace(params=perturbed))
+    obs = jax.random.normal(jax.random.PRNGKey(1), (8, 4))
+    batch = common.Batch(obs=obs, action=jnp.arange(8) % 5, rewards=jnp.linspace(-1.0, 0.0, 8)[:, None],
+                         next_obs=obs[::-1], num_steps=jnp.ones(8, jnp.int32), terminated=jnp.zeros(8, bool))  # fmt: skip
+    actors = [d2sac.update(s, batch, jax.random.PRNGKey(2))[0].actor.params for s in (state, other)]
+    same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(actors[0]), jax.tree.leaves(actors[1])))
+    assert same == reads_target

@@ -56,6 +56,16 @@ def test_amsa_smoke_trains_per_bs_agents_and_writes_the_table(tmp_path):
     figures = json.loads(regret.stdout.splitlines()[-1])
     assert figures["sets"] == 31 and 0 < figures["decisions"] <= 200 and 0.0 <= figures["agreement"] <= 1.0
     assert figures["regret_ms"] >= 0.0 and 1.0 <= figures["rank"] <= 31 and figures["uniform_regret_ms"] > 0.0
+    # scripts/critic_ranking.py: the critic's per-BS mean Q against the true mean make-span of every set
+    ranking = subprocess.run([sys.executable, "scripts/critic_ranking.py", str(run_dir), "--view", "clean", "--method",
+                              "ddrl_amsa", "--critic", "target", "--decisions", "200", "--episodes", "2"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert ranking.returncode == 0, ranking.stderr[-3000:]
+    figures = json.loads(ranking.stdout.splitlines()[-1])
+    assert figures["critic"] == "target" and figures["seeds"] == 2 and 0 < figures["real_decisions"] <= 400
+    assert all(regret >= 0.0 for regret in figures["per_bs"]["critic_set_regret_ms"])  # the best set is the best
+    assert all(len(sets) == 2 and all(0 <= s < 31 for per_bs in sets for s in per_bs) for sets in figures["tables"].values())
+    assert {"agents", "critic_greedy", "best_mean_table", "often_critic_table"} <= set(figures["policies"])
     # scripts/policy_search.py: each seed's learner played as a table of its own set frequencies, then searched on
     search = subprocess.run([sys.executable, "scripts/policy_search.py", "--from-run", str(run_dir), "--view", "clean",
                              "--method", "ddrl_amsa", "--decisions", "300", "--generations", "2", "--report-every", "1",

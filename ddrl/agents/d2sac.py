@@ -60,6 +60,8 @@ class Config:
     train_every: int = static(1)  # env steps (over all envs) per training round
     updates_per_train: int = static(1)  # gradient steps per training round
     greedy_chains: int = static(8)  # greedy action: argmax of π averaged over this many chain runs (0: one noise-free chain)
+    actor_reads_target_critic: bool = static(False)  # the actor step reads the Polyak-averaged target critic, not
+    # the online one: its per-action values jitter less from update to update (the MEC sets differ by a few ms)
     chain_noise_scale: float = 1.0  # scale of every chain's noise (acting, training; x_T's and each step's): 1 the DDPM
     # chain; 0 its noise-free mean path, so π(·|s) is a function of s alone and the entropy α is tuned on is that of the
     # actions taken (with noise, the actions spread over the chain's start noise as well, which no entropy term sees)
@@ -248,8 +250,9 @@ def soft_update(state: AgentState, batch: common.Batch, key: jax.Array, policy_f
     critic_batch = batch.replace(obs=critic_input(batch.obs))
     critic, metrics = common.critic_step(state.critic, critic_batch, target, action_value)
 
+    read_critic = critic.replace(params=state.critic_target) if state.cfg.actor_reads_target_critic else critic
     actor, log_alpha, actor_metrics = common.actor_and_alpha_step(
-        state.actor, state.log_alpha, critic, critic_batch.obs,
+        state.actor, state.log_alpha, read_critic, critic_batch.obs,
         lambda params: policy_fn(state, params, batch.obs, key_actor), state.cfg.target_entropy,
         state.cfg.learn_alpha, state.cfg.normalize_q,
     )  # fmt: skip

@@ -458,8 +458,9 @@ def update(state: AgentState, batch: common.Batch, key: jax.Array) -> tuple[Agen
                                                          target)  # fmt: skip
     critic = state.critic.apply_gradients(grads=grads)
 
+    read_critic = state.critic_target if cfg.actor_reads_target_critic else critic.params
     (loss, entropy), grads = jax.value_and_grad(actor_loss, has_aux=True)(
-        state.actor.params, state, jax.lax.stop_gradient(critic.params), batch.obs, key_actor, alpha)
+        state.actor.params, state, jax.lax.stop_gradient(read_critic), batch.obs, key_actor, alpha)
     actor = state.actor.apply_gradients(grads=grads)
     metrics.update({"actor_loss": loss, "entropy": jnp.mean(entropy), "alpha": alpha})
     log_alpha = state.log_alpha
