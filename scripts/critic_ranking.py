@@ -129,9 +129,7 @@ def main() -> None:
         true_reward = jax.vmap(lambda mask: env.evaluate_mask(state, mask, params).reward)(env.actions.all_masks(bs))
         return Seen(bs, action, state.slot < params.num_slots, true_reward, critic_values(agent, obs, bs, target))
 
-    pieces = [scheduling.play_restored(restored, args.mode, args.decisions // args.episodes, record, key=7 + episode)
-              for episode in range(args.episodes)]  # fmt: skip
-    seen = jax.tree.map(lambda *parts: np.concatenate(parts, axis=1), *pieces)
+    seen = scheduling.play_restored(restored, args.mode, args.decisions, record, episodes=args.episodes)
     per_bs, tables = per_bs_figures(seen, num_bs)
 
     def critic_greedy(agent):

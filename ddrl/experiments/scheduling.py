@@ -759,17 +759,22 @@ def restore_or_exit(args: argparse.Namespace, changes: dict[str, Any] | None = N
         raise SystemExit(str(error)) from None
 
 
-def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Callable, key: int = 7) -> Any:
+def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Callable, key: int = 7,
+                  episodes: int = 1) -> Any:
     """Each seed's restored agents acting in `mode` for `decisions` steps from one fresh episode
-    (episodes follow on as the environment resets), the seeds' keys split from `PRNGKey(key)`.
+    (episodes follow on as the environment resets), the seeds' keys split from `PRNGKey(key)`;
+    with `episodes` > 1, `decisions / episodes` steps from the start of each of that many fresh
+    episodes (on the fidelity preset each its own task profile), played side by side.
     `record(agent, obs, state, action)` is called on the state each action is decided in,
     before the step (`agent`: that seed's agents); its pytree comes back as NumPy arrays with
     axes (seeds, decisions, ...)."""
+    if episodes < 1 or decisions % episodes:
+        raise ValueError(f"{decisions} decisions: not a whole number per episode for {episodes} episodes")
     env, params = restored.setup.env, restored.setup.params
 
-    def one_seed(agent, seed_key):
+    def one_episode(agent, episode_key, steps):
         policy = restored.trainer.policy(agent, mode)
-        obs, state = env.reset(seed_key, params)
+        obs, state = env.reset(episode_key, params)
 
         def step(carry, step_key):
             obs, state = carry
@@ -779,7 +784,13 @@ def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Call
             obs, state, *_ = env.step(env_key, state, action, params)
             return (obs, state), recorded
 
-        return jax.lax.scan(step, (obs, state), jax.random.split(seed_key, decisions))[1]
+        return jax.lax.scan(step, (obs, state), jax.random.split(episode_key, steps))[1]
+
+    def one_seed(agent, seed_key):
+        if episodes == 1:
+            return one_episode(agent, seed_key, decisions)
+        played = jax.vmap(lambda k: one_episode(agent, k, decisions // episodes))(jax.random.split(seed_key, episodes))
+        return jax.tree.map(lambda leaf: leaf.reshape((decisions,) + leaf.shape[2:]), played)
 
     agents = restored.final.agent
     num_seeds = jax.tree.leaves(agents)[0].shape[0]
