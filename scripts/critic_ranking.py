@@ -66,13 +66,6 @@ class Seen:
     critic: jax.Array
 
 
-def critic_values(agent, obs: jax.Array, bs: jax.Array, target: bool = False) -> jax.Array:
-    """min(Q1, Q2)(obs, ·) of BS `bs`'s agent (`agent`: the per-BS agents, stacked), online or target."""
-    own = jax.tree.map(lambda leaf: leaf[bs], agent)
-    q1, q2 = own.critic.apply_fn(own.critic_target if target else own.critic.params, obs[None])
-    return jnp.minimum(q1, q2)[0]
-
-
 def per_bs_figures(seen: Seen, num_bs: int) -> tuple[dict, dict[str, np.ndarray]]:
     """The per-BS comparison of critic and truth (means over seeds) and the deterministic tables
     (name → set per (seed, BS)): the set of smallest mean make-span, the one the critic's mean Q
@@ -90,7 +83,8 @@ def per_bs_figures(seen: Seen, num_bs: int) -> tuple[dict, dict[str, np.ndarray]
             mean_delay, mean_q = delay.mean(0), seen.critic[seed][mine].mean(0)
             often = np.bincount(action, minlength=delay.shape[1]) >= 0.05 * len(action)  # the sets it mostly takes
             best, favourite = mean_delay.argmin(), mean_q.argmax()
-            often_best, often_favourite = np.where(often, mean_delay, np.inf).argmin(), np.where(often, mean_q, -np.inf).argmax()
+            often_best = np.where(often, mean_delay, np.inf).argmin()
+            often_favourite = np.where(often, mean_q, -np.inf).argmax()
             tables["best_mean"][seed, bs], tables["critic_mean"][seed, bs] = best, favourite
             tables["often_critic"][seed, bs] = often_favourite
             values = {
@@ -127,13 +121,17 @@ def main() -> None:
     def record(agent, obs, state, action):
         bs = env.deciding_bs(state)
         true_reward = jax.vmap(lambda mask: env.evaluate_mask(state, mask, params).reward)(env.actions.all_masks(bs))
-        return Seen(bs, action, state.slot < params.num_slots, true_reward, critic_values(agent, obs, bs, target))
+        critic = scheduling.deciding_critic(agent, obs, bs, target)
+        return Seen(bs, action, state.slot < params.num_slots, true_reward, critic)
 
     seen = scheduling.play_restored(restored, args.mode, args.decisions, record, episodes=args.episodes)
     per_bs, tables = per_bs_figures(seen, num_bs)
 
     def critic_greedy(agent):
-        return lambda key, obs, state, p: critic_values(agent, obs, env.deciding_bs(state), target).argmax().astype(jnp.int32)
+        def act(key, obs, state, p):
+            return scheduling.deciding_critic(agent, obs, env.deciding_bs(state), target).argmax().astype(jnp.int32)
+
+        return act
 
     def fixed_sets(sets):
         return lambda key, obs, state, p: sets[env.deciding_bs(state)]

@@ -53,8 +53,7 @@ def main() -> None:
 
     def critic_choice(agent, obs, state):
         """The argmax of the deciding BS's own min(Q1, Q2) (a shared agent: its only one)."""
-        own = jax.tree.map(lambda leaf: leaf[env.deciding_bs(state)], agent) if agent.update_count.ndim else agent
-        return jnp.argmax(jnp.minimum(*own.critic.apply_fn(own.critic.params, obs[None]))[0]).astype(jnp.int32)
+        return jnp.argmax(scheduling.deciding_critic(agent, obs, env.deciding_bs(state))).astype(jnp.int32)
 
     def record(agent, obs, state, action):
         scored = critic_choice(agent, obs, state) if critic else action

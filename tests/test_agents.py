@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ddrl import agents
-from ddrl.agents import common, d2sac
+from ddrl.agents import common, d2sac, d2sac_set
 from ddrl.training import make_trainer
 from probe_envs import ACTION, CONSTANT, DISCOUNT, OBSERVATION, ProbeEnv, probe_obs
 
@@ -167,18 +167,33 @@ def test_d2sac_chain_clips_x0_hard_or_soft_as_configured(soft):
         assert x_0.max() <= 1.0 + 1e-6 and on_bound > 0.2
 
 
+def _diffusion_agent_and_batch(name: str, reads_target: bool):
+    """A tiny d2sac (31 logits) or d2sac_set (4 servers) agent and a batch of 8 transitions for it."""
+    obs = jax.random.uniform(jax.random.PRNGKey(1), (8, 5), maxval=4.0)
+    if name == "d2sac":
+        cfg = d2sac.Config(denoiser_hidden=(16,), critic_hidden=(16,), diffusion_steps=3,
+                           actor_reads_target_critic=reads_target)  # fmt: skip
+        state, action = d2sac.init(jax.random.PRNGKey(0), (5,), 5, cfg), jnp.arange(8) % 5
+    else:
+        cfg = d2sac_set.Config(token_hidden=(8,), embed_dim=8, denoiser_hidden=(8, 8), critic_hidden=(8,),
+                               diffusion_steps=3, greedy_chains=0, actor_reads_target_critic=reads_target)  # fmt: skip
+        state = d2sac_set.init(jax.random.PRNGKey(0), (5,), 4, cfg)  # the authors' observation [D, Q_1..Q_4]
+        action = d2sac_set.act(state, obs, jax.random.PRNGKey(2), True)
+    batch = common.Batch(obs=obs, action=action, rewards=jnp.linspace(-1.0, 0.0, 8)[:, None], next_obs=obs[::-1],
+                         num_steps=jnp.ones(8, jnp.int32), terminated=jnp.zeros(8, bool))  # fmt: skip
+    return state, batch
+
+
+@pytest.mark.parametrize("name", ["d2sac", "d2sac_set"])
 @pytest.mark.parametrize("reads_target", [False, True])
-def test_d2sac_actor_step_reads_the_critic_it_is_configured_to(reads_target):
+def test_the_diffusion_actor_step_reads_the_critic_it_is_configured_to(name, reads_target):
     """`actor_reads_target_critic`: the actor step follows the Polyak target critic, so two agents
     that differ only in their online critic take the same actor step; by default they do not."""
-    cfg = d2sac.Config(denoiser_hidden=(16,), critic_hidden=(16,), diffusion_steps=3, batch_size=8,
-                       actor_reads_target_critic=reads_target)  # fmt: skip
-    state = d2sac.init(jax.random.PRNGKey(0), (4,), 5, cfg)
-    perturbed = jax.tree.map(lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(9), p.shape), state.critic.params)
-    other = state.replace(critic=state.critic.replace(params=perturbed))
-    obs = jax.random.normal(jax.random.PRNGKey(1), (8, 4))
-    batch = common.Batch(obs=obs, action=jnp.arange(8) % 5, rewards=jnp.linspace(-1.0, 0.0, 8)[:, None],
-                         next_obs=obs[::-1], num_steps=jnp.ones(8, jnp.int32), terminated=jnp.zeros(8, bool))  # fmt: skip
-    actors = [d2sac.update(s, batch, jax.random.PRNGKey(2))[0].actor.params for s in (state, other)]
+    update = {"d2sac": d2sac.update, "d2sac_set": d2sac_set.update}[name]
+    state, batch = _diffusion_agent_and_batch(name, reads_target)
+    noise = jax.random.PRNGKey(9)
+    other = state.replace(critic=state.critic.replace(
+        params=jax.tree.map(lambda p: p + 0.5 * jax.random.normal(noise, p.shape), state.critic.params)))
+    actors = [jax.jit(update)(s, batch, jax.random.PRNGKey(3))[0].actor.params for s in (state, other)]
     same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(actors[0]), jax.tree.leaves(actors[1])))
     assert same == reads_target

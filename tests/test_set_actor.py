@@ -162,22 +162,6 @@ def test_one_update_gives_finite_losses_and_moves_the_weights():
     assert any(jax.tree.leaves(moved)) and int(new.update_count) == 1
 
 
-@pytest.mark.parametrize("reads_target", [False, True])
-def test_the_actor_step_reads_the_target_critic_when_configured(reads_target):
-    """As d2sac's (tests/test_agents.py): with `actor_reads_target_critic` two agents that differ
-    only in their online critic take the same actor step."""
-    B = 4
-    state = d2sac_set.init(jax.random.PRNGKey(0), (1 + B,), B, TINY.replace(actor_reads_target_critic=reads_target))
-    noise = jax.random.PRNGKey(9)
-    other = state.replace(critic=state.critic.replace(
-        params=jax.tree.map(lambda p: p + 0.5 * jax.random.normal(noise, p.shape), state.critic.params)))
-    obs = jax.random.uniform(jax.random.PRNGKey(1), (8, 1 + B), maxval=4.0)
-    batch = _batch(obs, d2sac_set.act(state, obs, jax.random.PRNGKey(2), True))
-    actors = [jax.jit(d2sac_set.update)(s, batch, jax.random.PRNGKey(3))[0].actor.params for s in (state, other)]
-    same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(actors[0]), jax.tree.leaves(actors[1])))
-    assert same == reads_target
-
-
 def test_ddrl_amsa_set_trains_per_bs_on_the_mask_space():
     env, params = build_mec({**TINY_AMCOEDGE, "num_tasks": 2}, action_space="mask")
     config = {"name": "d2sac_set", "per_bs": True, "token_hidden": [8], "embed_dim": 8, "denoiser_hidden": [8],

@@ -61,6 +61,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
@@ -757,6 +758,14 @@ def restore_or_exit(args: argparse.Namespace, changes: dict[str, Any] | None = N
         return restore_trained(args.run_dir, args.view, args.method, changes)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(str(error)) from None
+
+
+def deciding_critic(agent: Any, obs: jax.Array, bs: jax.Array, target: bool = False) -> jax.Array:
+    """min(Q1, Q2)(obs, ·) of the critic a twin-critic learner decides BS `bs`'s task with: that
+    BS's agent of a per-BS stack, or the one shared agent; its online or its Polyak target critic."""
+    own = jax.tree.map(lambda leaf: leaf[bs], agent) if agent.update_count.ndim else agent
+    q1, q2 = own.critic.apply_fn(own.critic_target if target else own.critic.params, obs[None])
+    return jnp.minimum(q1, q2)[0]
 
 
 def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Callable, key: int = 7,
