@@ -51,7 +51,7 @@ from scipy import stats
 from ddrl.evaluate import evaluate, evaluate_per_seed
 from ddrl.experiments import scheduling
 from ddrl.schedulers import make_scheduler
-from ddrl.stats import mean_ci, relative_difference
+from ddrl.stats import mean_ci
 
 
 @flax.struct.dataclass
@@ -110,8 +110,10 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=20_000, help="decisions recorded per seed")
     parser.add_argument("--episodes", type=int, default=20, help="fresh episodes the decisions are split over")
     args = parser.parse_args()
-    if args.episodes < 1 or args.decisions % args.episodes:
-        raise SystemExit(f"--decisions {args.decisions}: a multiple of --episodes {args.episodes}")
+    try:
+        scheduling.decisions_per_episode(args.decisions, args.episodes)
+    except ValueError:
+        raise SystemExit(f"--decisions {args.decisions}: a multiple of --episodes {args.episodes}") from None
     restored = scheduling.restore_or_exit(args)
     env, params = restored.setup.env, restored.setup.params
     if not hasattr(restored.final.agent, "critic_target") or not env.actions.is_discrete:
@@ -150,10 +152,7 @@ def main() -> None:
     myopic_per_seed = np.asarray(myopic.make_span, np.float64).mean(axis=1)
     policies = {"optimal_myopic": {"make_span": [round(x, 5) for x in mean_ci(myopic_per_seed)]}}
     for name, metrics in played.items():
-        per_seed = np.asarray(metrics.make_span, np.float64).mean(axis=1)
-        policies[name] = {"make_span": [round(x, 5) for x in mean_ci(per_seed)],
-                          "gap_to_optimal_myopic_pct": [round(x, 2) for x in relative_difference(per_seed, myopic_per_seed)],
-                          "per_seed_make_span": np.round(per_seed, 5).tolist()}  # fmt: skip
+        policies[name] = scheduling.against_reference(metrics, myopic_per_seed)
     row = {"run": str(args.run_dir), "method": args.method, "view": args.view, "critic": args.critic, "mode": args.mode,
            "gamma": float(restored.setup.method.get("gamma", float("nan"))), "seeds": num_seeds,
            "decisions_per_seed": args.decisions, "episodes": args.episodes, "real_decisions": int(seen.real.sum()),

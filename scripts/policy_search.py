@@ -54,7 +54,7 @@ from ddrl.envs.mec import MEC, MECParams
 from ddrl.evaluate import evaluate, evaluate_per_seed, run_episode
 from ddrl.experiments import scheduling
 from ddrl.schedulers import make_scheduler
-from ddrl.stats import mean_ci, relative_difference
+from ddrl.stats import mean_ci
 
 
 @dataclass(frozen=True)
@@ -304,10 +304,7 @@ def main() -> None:
 
     def figures(metrics) -> dict:
         """Make-span ± CI over seeds, its gap to optimal_myopic on the same episodes, per-ES utilisation."""
-        per_seed = np.asarray(metrics.make_span, np.float64).mean(axis=1)
-        return {"make_span": [round(x, 5) for x in mean_ci(per_seed)],
-                "per_seed_make_span": np.round(per_seed, 5).tolist(),
-                "gap_to_optimal_myopic_pct": [round(x, 2) for x in relative_difference(per_seed, myopic_per_seed)],
+        return {**scheduling.against_reference(metrics, myopic_per_seed),
                 "failure_rate": round(float(np.asarray(metrics.failure_rate).mean()), 5),
                 "utilisation": np.round(np.asarray(metrics.utilisation, np.float64).mean((0, 1)), 3).tolist()}  # fmt: skip
 

@@ -73,7 +73,7 @@ from ddrl.provenance import atomic_write_text
 from ddrl.schedulers import SCHEDULERS, make_scheduler
 from ddrl.experiments.tables import (PERCENTILES, comparisons, fmt_mean_ci, plot_against_x, plot_delay_distributions,
                                     plot_learning_curves, results_table, scale_table)
-from ddrl.stats import mean_ci
+from ddrl.stats import mean_ci, relative_difference
 from ddrl.timing import decision_time_us
 
 VIEWS = ("clean", "fidelity", "published")
@@ -768,6 +768,24 @@ def deciding_critic(agent: Any, obs: jax.Array, bs: jax.Array, target: bool = Fa
     return jnp.minimum(q1, q2)[0]
 
 
+def against_reference(metrics: Any, reference_per_seed: np.ndarray) -> dict:
+    """A policy's evaluation (metrics with axes seeds × episodes) as the diagnostic scripts report
+    it: make-span ± 95 % CI over seeds, per seed, and its gap (%, bootstrap CI) to a reference
+    scheduler's per-seed make-span on the same episodes (`optimal_myopic` in every script)."""
+    per_seed = np.asarray(metrics.make_span, np.float64).mean(axis=1)
+    return {"make_span": [round(x, 5) for x in mean_ci(per_seed)],
+            "per_seed_make_span": np.round(per_seed, 5).tolist(),
+            "gap_to_optimal_myopic_pct": [round(x, 2) for x in relative_difference(per_seed, reference_per_seed)]}
+
+
+def decisions_per_episode(decisions: int, episodes: int) -> int:
+    """`decisions` split evenly over `episodes` fresh episodes (`play_restored`); a ValueError if
+    they do not split (scripts check their arguments with it before restoring anything)."""
+    if episodes < 1 or decisions % episodes:
+        raise ValueError(f"{decisions} decisions: not a whole number per episode for {episodes} episodes")
+    return decisions // episodes
+
+
 def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Callable, key: int = 7,
                   episodes: int = 1) -> Any:
     """Each seed's restored agents acting in `mode` for `decisions` steps from one fresh episode
@@ -777,8 +795,7 @@ def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Call
     `record(agent, obs, state, action)` is called on the state each action is decided in,
     before the step (`agent`: that seed's agents); its pytree comes back as NumPy arrays with
     axes (seeds, decisions, ...)."""
-    if episodes < 1 or decisions % episodes:
-        raise ValueError(f"{decisions} decisions: not a whole number per episode for {episodes} episodes")
+    steps = decisions_per_episode(decisions, episodes)
     env, params = restored.setup.env, restored.setup.params
 
     def one_episode(agent, episode_key, steps):
@@ -798,7 +815,7 @@ def play_restored(restored: RestoredRun, mode: str, decisions: int, record: Call
     def one_seed(agent, seed_key):
         if episodes == 1:
             return one_episode(agent, seed_key, decisions)
-        played = jax.vmap(lambda k: one_episode(agent, k, decisions // episodes))(jax.random.split(seed_key, episodes))
+        played = jax.vmap(lambda k: one_episode(agent, k, steps))(jax.random.split(seed_key, episodes))
         return jax.tree.map(lambda leaf: leaf.reshape((decisions,) + leaf.shape[2:]), played)
 
     agents = restored.final.agent
